@@ -1,0 +1,1 @@
+"""Models: timm backbones (and sladkit's tiny pair), shared LoRA adapters, task heads."""

@@ -1,0 +1,217 @@
+"""Backbones from timm: sladkit's tiny built-in pair, weight files, and teacher/student pair checks.
+
+The tiny pair (`sladkit_vit_192_p8` teacher, `sladkit_vit_96_p8` student) is a same-family ViT pair
+(patch 8, 32 px, depth 6, head size 32) registered with timm, so the real code path (timm names)
+is the one the embedded default uses. It has no pretrained weights: it starts from random weights unless
+`--teacher-weights/--student-weights` give some.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from timm.models import register_model
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+from sladkit.errors import ModelError
+
+
+def _tiny_vit(width: int, heads: int, **kwargs) -> VisionTransformer:
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm's loader arguments
+        kwargs.pop(key, None)
+    args = dict(img_size=32, patch_size=8, embed_dim=width, depth=6, num_heads=heads, num_classes=0)
+    args.update(kwargs)
+    model = VisionTransformer(**args)
+    return model
+
+
+@register_model
+def sladkit_vit_192_p8(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Tiny teacher: width 192, 6 heads of 32, depth 6, patch 8, 32 px."""
+    return _tiny_vit(192, 6, **kwargs)
+
+
+@register_model
+def sladkit_vit_96_p8(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Tiny student: width 96, 3 heads of 32, depth 6, patch 8, 32 px."""
+    return _tiny_vit(96, 3, **kwargs)
+
+
+TINY_MODELS = ("sladkit_vit_192_p8", "sladkit_vit_96_p8")
+_IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+TINY_PREPROCESS = {"image_size": 32, "interpolation": "bicubic", "crop_pct": 1.0, **_IMAGENET}
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """The facts about a backbone that the rest of sladkit needs."""
+
+    name: str
+    width: int
+    depth: int
+    num_heads: int
+    head_dim: int
+    patch_size: int
+    num_prefix_tokens: int
+    image_size: int
+
+    @classmethod
+    def of(cls, name: str, model: VisionTransformer) -> BackboneInfo:
+        attn = model.blocks[0].attn
+        return cls(
+            name=name,
+            width=model.embed_dim,
+            depth=len(model.blocks),
+            num_heads=attn.num_heads,
+            head_dim=attn.head_dim,
+            patch_size=model.patch_embed.patch_size[0],
+            num_prefix_tokens=model.num_prefix_tokens,
+            image_size=model.patch_embed.img_size[0],
+        )
+
+
+def preprocess_config(name: str) -> dict:
+    """Input size, interpolation, crop fraction and mean/std a model was pretrained with (no download)."""
+    if name.split(".")[0] in TINY_MODELS:
+        cfg = dict(TINY_PREPROCESS)
+    else:
+        check_model_name(name, "student")
+        pretrained = timm.get_pretrained_cfg(name)
+        if pretrained is None:
+            return {"image_size": 224, "interpolation": "bicubic", "crop_pct": 0.875, **_IMAGENET}
+        cfg = {
+            "image_size": int(pretrained.input_size[-1]),
+            "interpolation": pretrained.interpolation or "bicubic",
+            "crop_pct": float(pretrained.crop_pct),
+            "mean": [float(v) for v in pretrained.mean],
+            "std": [float(v) for v in pretrained.std],
+        }
+    return cfg
+
+
+def uses_pretrained_weights(name: str, pretrained: bool, weights: str | None) -> bool:
+    """Whether a backbone starts from saved weights (a file or timm's) rather than random ones."""
+    return weights is not None or (pretrained and name.split(".")[0] not in TINY_MODELS)
+
+
+def check_model_name(name: str, role: str) -> None:
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(pretrained=False) + list(TINY_MODELS), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; list names with timm.list_models('vit*')"
+    raise ModelError(f"unknown {role} model {name!r}{hint}")
+
+
+def create_backbone(
+    name: str,
+    *,
+    role: str,
+    image_size: int,
+    pretrained: bool = True,
+    weights: str | None = None,
+    kwargs: dict | None = None,
+) -> VisionTransformer:
+    """Build a timm ViT without classifier at `image_size` (position embeddings resampled if needed).
+
+    Args:
+        name: timm model name, optionally with a pretrained tag (`vit_small_patch14_dinov2.lvd142m`).
+        role: "teacher" or "student", for error messages.
+        image_size: input size; pretrained position embeddings are resampled to it.
+        pretrained: load timm's pretrained weights (ignored for sladkit's tiny models and with `weights`).
+        weights: a local weights file; replaces `pretrained`.
+        kwargs: extra arguments for `timm.create_model`.
+    """
+    check_model_name(name, role)
+    kwargs = dict(kwargs or {})
+    use_hub = pretrained and weights is None and name.split(".")[0] not in TINY_MODELS
+    try:
+        model = timm.create_model(name, pretrained=use_hub, num_classes=0, img_size=image_size, **kwargs)
+    except TypeError as e:
+        raise ModelError(f"cannot build {role} {name!r} with {kwargs}: {e}") from None
+    except (OSError, RuntimeError, ValueError) as e:
+        if not use_hub:
+            raise ModelError(f"cannot build {role} {name!r}: {e}") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelError(
+            f"could not load pretrained weights for {role} {name!r} ({first}); without internet, pass "
+            f"--{role}-weights FILE or --no-pretrained"
+        ) from None
+    if not isinstance(model, VisionTransformer):
+        raise ModelError(
+            f"{role} {name!r} is a {type(model).__name__}; sladkit supports timm VisionTransformer models "
+            "(ViT, DeiT, DINOv2, ...)"
+        )
+    if weights is not None:
+        load_weights(model, weights, role=role)
+    return model
+
+
+def read_state_dict(path: str | Path, *, role: str) -> dict[str, torch.Tensor]:
+    """Read a safetensors file or a PyTorch state dict (never unpickling anything but tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{role} weights file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, pickled objects, wrong format
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelError(
+            f"cannot read {role} weights {str(path)!r} ({first}); expected .safetensors or a PyTorch "
+            "state dict saved with torch.save(model.state_dict())"
+        ) from None
+    for key in ("state_dict", "model", "teacher", "module"):  # common checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{role} weights {str(path)!r} do not hold a flat name -> tensor state dict")
+    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+
+
+def load_weights(model: VisionTransformer, path: str | Path, *, role: str) -> None:
+    """Load a weights file into `model`, resampling position embeddings; report mismatched keys."""
+    state = read_state_dict(path, role=role)
+    try:
+        state = checkpoint_filter_fn(state, model)  # converts original DINOv2/DeiT keys, resamples pos_embed
+    except Exception as e:
+        raise ModelError(f"{role} weights {str(path)!r} do not fit {type(model).__name__}: {e}") from None
+    state = {k: v for k, v in state.items() if not k.startswith("head.")}  # we bring our own heads
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    wrong_shape = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong_shape:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+            if keys:
+                parts.append(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})")
+        raise ModelError(f"{role} weights {str(path)!r} do not match the model: {'; '.join(parts)}")
+    model.load_state_dict(state)
+
+
+def check_pair(teacher: BackboneInfo, student: BackboneInfo) -> None:
+    """Refuse teacher/student pairs that cannot share adapters."""
+    if teacher.patch_size != student.patch_size:
+        raise ModelError(
+            f"teacher {teacher.name} has patch size {teacher.patch_size} but student {student.name} has "
+            f"{student.patch_size}; choose two models of one family with the same patch size"
+        )
+    if teacher.head_dim != student.head_dim:
+        raise ModelError(
+            f"teacher {teacher.name} has head size {teacher.head_dim} but student {student.name} has "
+            f"{student.head_dim}; shared q/k/v slices need equal head sizes (same family)"
+        )
+    if student.width > teacher.width:
+        raise ModelError(
+            f"student {student.name} (width {student.width}) is wider than teacher {teacher.name} "
+            f"(width {teacher.width}); swap --teacher and --student"
+        )

@@ -1,0 +1,106 @@
+"""Checkpoints of a run: `checkpoints/{last,best}/` with `model.safetensors`, `optimizer.pt`, `state.json`.
+
+Each checkpoint folder is written under a temporary name and swapped in whole (`sladkit._atomic`), so a
+run killed at any moment leaves the previous checkpoint intact. `model.safetensors` holds what the
+run changed or cannot rebuild: adapters, heads, the student's whole backbone, and the teacher's
+backbone when it was fine-tuned or randomly initialised. The optimizer state is a tensor-only
+state dict read back with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sladkit._atomic import atomic_dir, recover_dir
+from sladkit.errors import RunDirError
+
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "state.json"
+
+
+def saved_state(model: nn.Module, *, teacher_backbone: bool) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint keeps (see the module docstring)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        keep = (
+            ".lora_A" in key
+            or ".lora_B" in key
+            or ".head." in key
+            or key.startswith("student.")
+            or (teacher_backbone and key.startswith("teacher."))
+        )
+        if keep:
+            state[key] = value.detach().cpu().contiguous()
+    return state
+
+
+def save_checkpoint(
+    folder: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    state: dict,
+    *,
+    teacher_backbone: bool,
+) -> None:
+    """Write a checkpoint folder atomically (the previous one survives any interruption)."""
+    from safetensors.torch import save_file
+
+    with atomic_dir(folder) as tmp:
+        save_file(saved_state(model, teacher_backbone=teacher_backbone), tmp / MODEL_FILE)
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def copy_checkpoint(src: Path, dst: Path) -> None:
+    """Copy a complete checkpoint folder atomically (e.g. last -> best)."""
+    with atomic_dir(dst) as tmp:
+        for item in src.iterdir():
+            shutil.copy2(item, tmp / item.name)
+
+
+def read_state(folder: Path) -> dict | None:
+    """The checkpoint's state.json, or None when there is no checkpoint."""
+    recover_dir(folder)
+    path = folder / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunDirError(f"checkpoint state {path} is unreadable ({e}); restart with --overwrite") from None
+
+
+def load_model_state(folder: Path, model: nn.Module) -> None:
+    """Load a checkpoint's tensors into `model` (which must have been built the same way)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / MODEL_FILE
+    try:
+        state = load_file(path)
+    except (OSError, SafetensorError) as e:
+        raise RunDirError(
+            f"checkpoint {path} is missing or corrupt ({e}); restart with --overwrite"
+        ) from None
+    own = model.state_dict()
+    unknown = sorted(k for k in state if k not in own)
+    if unknown:
+        raise RunDirError(f"checkpoint {path} does not fit this model (unexpected: {', '.join(unknown[:4])})")
+    model.load_state_dict(state, strict=False)
+
+
+def load_optimizer_state(folder: Path, optimizer: torch.optim.Optimizer) -> None:
+    path = folder / OPTIMIZER_FILE
+    try:
+        optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:
+        raise RunDirError(
+            f"optimizer state {path} is missing or corrupt ({e}); restart with --overwrite"
+        ) from None

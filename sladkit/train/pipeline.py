@@ -1,0 +1,196 @@
+"""`sladkit.train.run(config)`: check every input, then train, then write the run folder.
+
+All validation (options, data, model names, weights, the pair) happens before anything is written,
+so bad input leaves the disk as it was.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sladkit import __version__
+from sladkit._atomic import atomic_write_text
+from sladkit.config import TrainConfig, write_json
+from sladkit.data import create_datasets, transform_config
+from sladkit.errors import ConfigError
+from sladkit.models.backbones import preprocess_config, uses_pretrained_weights
+from sladkit.models.pair import create_pair
+from sladkit.models.peft_format import save_peft_adapter
+from sladkit.train import checkpoint as ckpt
+from sladkit.train.loop import Progress, Trainer, seed_everything
+from sladkit.train.methods import get_method
+from sladkit.train.metrics import metric_name
+from sladkit.train.rundir import CONFIG_FILE, check_out_dir, clear_for_overwrite, default_out, trim_metrics
+
+
+@dataclass
+class TrainResult:
+    """What `run` returns; the same numbers are in the run folder."""
+
+    run_dir: Path
+    metric: str  # "acc" (top-1 %) or "miou" (%)
+    student: float | None
+    teacher: float | None
+    best_student: float | None
+    best_epoch: int | None
+    cka_before: float | None
+    cka_after: float | None
+    wall_seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        def pct(v):
+            return "-" if v is None else f"{v:.1f}"
+
+        return (
+            f"done in {self.wall_seconds:.0f}s: student {self.metric} {pct(self.student)} "
+            f"(best {pct(self.best_student)} at epoch {self.best_epoch}), "
+            f"teacher {self.metric} {pct(self.teacher)}, "
+            f"CKA {self.cka_before:.3f} -> {self.cka_after:.3f}; run folder {self.run_dir}"
+        )
+
+
+def run(config: TrainConfig) -> TrainResult:
+    """Train a teacher/student pair with `config.method` and write the run folder.
+
+    Returns:
+        TrainResult with the final student/teacher metric, the best student metric and CKA.
+
+    Raises:
+        SladkitError (and subclasses) for bad input, before anything is written.
+    """
+    started = time.perf_counter()
+    method = get_method(config.method)
+    if config.student_adapt == "ft" and method.shared:
+        raise ConfigError(
+            f"--student-adapt ft does not apply to {method.name}: its student uses the shared LoRA"
+        )
+    out = Path(config.out) if config.out else default_out(config)
+    config = config.replace(out=str(out))
+    check_out_dir(out, config)
+
+    # Inputs: data, then models (no file is written until both are known good).
+    preprocess = preprocess_config(config.student)
+    image_size = config.image_size or preprocess["image_size"]
+    transforms = transform_config(
+        image_size=image_size,
+        mean=preprocess["mean"],
+        std=preprocess["std"],
+        interpolation=preprocess["interpolation"],
+        crop_pct=preprocess["crop_pct"],
+        crop_scale=(config.crop_scale, 1.0),
+    )
+    data = create_datasets(
+        task=config.task,
+        data=config.data,
+        transforms=transforms,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        strict=config.strict,
+        synthetic_train=config.synthetic_train,
+        synthetic_val=config.synthetic_val,
+    )
+    seed_everything(config.seed)
+    teacher_ft = any(stage.teacher == "ft" for stage in method.stages)
+    pair = create_pair(
+        config,
+        num_classes=len(data.labels),
+        image_size=image_size,
+        teacher_adapter=method.teacher_adapter,
+        shared=method.shared,
+        student_ft=config.student_adapt == "ft" and not method.shared,
+    )
+    teacher_saved = teacher_ft or not uses_pretrained_weights(
+        config.teacher, config.pretrained, config.teacher_weights
+    )
+
+    # The run folder.
+    progress = Progress()
+    last = out / "checkpoints" / "last"
+    if config.resume and (state := ckpt.read_state(last)) is not None:
+        ckpt.load_model_state(last, pair)
+        progress = Progress.from_dict(state)
+        trim_metrics(out, progress.global_step)
+        print(
+            f"resuming {out} from stage {progress.stage_index + 1}, epoch {progress.epoch}", file=sys.stderr
+        )
+    else:
+        if config.overwrite:
+            clear_for_overwrite(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        write_json(out / CONFIG_FILE, resolved_config(config, data, transforms, pair, method, teacher_saved))
+        atomic_write_text(out / "labels.txt", "".join(label + "\n" for label in data.labels))
+
+    trainer = Trainer(
+        config,
+        method,
+        pair,
+        data.train,
+        data.val,
+        len(data.labels),
+        out,
+        teacher_backbone_saved=teacher_saved,
+    )
+    progress = trainer.fit(progress)
+
+    pair.cpu()
+    if pair.spec.teacher_adapter:
+        save_peft_adapter(pair.teacher.backbone, out / "adapters" / "teacher", base_model=config.teacher)
+    if pair.spec.student_adapter:
+        save_peft_adapter(pair.student.backbone, out / "adapters" / "student", base_model=config.student)
+    return _result(out, config, progress, time.perf_counter() - started)
+
+
+def resolved_config(config, data, transforms, pair, method, teacher_saved) -> dict:
+    """config.json: everything a later stage needs to rebuild the models and the preprocessing."""
+    return {
+        "format": "sladkit-run",
+        "format_version": 1,
+        "sladkit_version": __version__,
+        "torch_version": torch.__version__,
+        "task": config.task,
+        "metric": metric_name(config.task),
+        "labels": data.labels,
+        "num_classes": len(data.labels),
+        "image_size": transforms["image_size"],
+        "transforms": transforms,
+        "data": {
+            "source": data.source,
+            "train_images": len(data.train),
+            "val_images": len(data.val),
+            "skipped_images": len(data.skipped),
+        },
+        "method": {
+            "name": method.name,
+            "stages": [vars(stage) for stage in method.stages],
+        },
+        "models": pair.spec.to_dict(),
+        "checkpoint": {"teacher_backbone": teacher_saved},
+        "train": config.to_dict(),
+    }
+
+
+def _result(out: Path, config: TrainConfig, progress: Progress, wall: float) -> TrainResult:
+    import json
+
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    metric = metric_name(config.task)
+    first, final = records[0], records[-1]
+    return TrainResult(
+        run_dir=out,
+        metric=metric,
+        student=final.get(f"student_{metric}"),
+        teacher=final.get(f"teacher_{metric}"),
+        best_student=progress.best_metric,
+        best_epoch=progress.best_epoch,
+        cka_before=first.get("cka"),
+        cka_after=final.get("cka"),
+        wall_seconds=sum(progress.stage_seconds.values()) if config.resume else wall,
+        stage_seconds=dict(progress.stage_seconds),
+    )

@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny models (patch 8, 32 px) and small synthetic data keep the suite fast."""
+
+from __future__ import annotations
+
+import pytest
+
+# Random-init ViTs use LayerScale 1e-5 in DINOv2 configs; init_values=1.0 makes outputs input-dependent.
+TINY_KWARGS = {"depth": 2, "init_values": 1.0}
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A TrainConfig for a run of a few seconds on the CPU."""
+    from sladkit.config import TrainConfig
+
+    def make(**changes):
+        values = dict(
+            teacher_kwargs=TINY_KWARGS,
+            student_kwargs=TINY_KWARGS,
+            synthetic_train=96,
+            synthetic_val=48,
+            epochs=2,
+            batch_size=32,
+            rank=4,
+            out=str(tmp_path / "run"),
+            progress=False,
+        )
+        values.update(changes)
+        return TrainConfig(**values)
+
+    return make
