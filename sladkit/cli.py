@@ -128,9 +128,16 @@ def _resume_config(explicit: dict) -> TrainConfig:
     """The saved run's config, with the options typed now on top (the run checks they still agree)."""
     from sladkit.train.rundir import read_run_config
 
+    if explicit.get("overwrite"):
+        raise ConfigError("--resume and --overwrite contradict each other: choose one")
     if "out" not in explicit:
         raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
-    saved = read_run_config(Path(explicit["out"]))["train"]
+    out = Path(explicit["out"])
+    if not (out / "config.json").is_file():
+        raise ConfigError(
+            f"nothing to resume in {out} (no config.json); drop --resume to start a new run there"
+        )
+    saved = read_run_config(out)["train"]
     return TrainConfig.from_dict({**saved, **explicit})
 
 
