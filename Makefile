@@ -25,8 +25,8 @@ demo: $(VENV)/.dev
 	$(VENV)/bin/sladkit train --out $(DEMO_DIR)/train --overwrite
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check sladkit tests benchmarks
-	$(VENV)/bin/ruff format --check sladkit tests benchmarks
+	$(VENV)/bin/ruff check sladkit tests
+	$(VENV)/bin/ruff format --check sladkit tests
 
 test: lint
 	$(VENV)/bin/python -m pytest -q

@@ -15,6 +15,7 @@ def tiny_config(tmp_path):
 
     def make(**changes):
         values = dict(
+            pretrained=False,
             teacher_kwargs=TINY_KWARGS,
             student_kwargs=TINY_KWARGS,
             synthetic_train=96,

@@ -17,7 +17,7 @@ TINY = [
     "--teacher-kwargs", '{"depth": 2, "init_values": 1.0}',
     "--student-kwargs", '{"depth": 2, "init_values": 1.0}',
     "--synthetic-train", "64", "--synthetic-val", "32", "--epochs", "1", "--batch-size", "32", "--rank", "2",
-    "--no-progress",
+    "--no-progress", "--no-pretrained",
 ]  # fmt: skip
 
 

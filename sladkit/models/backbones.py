@@ -2,8 +2,9 @@
 
 The tiny pair (`sladkit_vit_192_p8` teacher, `sladkit_vit_96_p8` student) is a same-family ViT pair
 (patch 8, 32 px, depth 6, head size 32) registered with timm, so the real code path (timm names)
-is the one the embedded default uses. It has no pretrained weights: it starts from random weights unless
-`--teacher-weights/--student-weights` give some.
+is the one the embedded default uses. Its "foundation" weights ship inside the package
+(`sladkit/models/weights/`, made by `tools/pretrain_tiny_pair.py` on a synthetic pretext task) and are
+loaded like a user's weight file when `pretrained` is on.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def sladkit_vit_96_p8(pretrained: bool = False, **kwargs) -> VisionTransformer:
 
 
 TINY_MODELS = ("sladkit_vit_192_p8", "sladkit_vit_96_p8")
+TINY_WEIGHTS = Path(__file__).parent / "weights"
 _IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 TINY_PREPROCESS = {"image_size": 32, "interpolation": "bicubic", "crop_pct": 1.0, **_IMAGENET}
 
@@ -94,8 +96,12 @@ def preprocess_config(name: str) -> dict:
 
 
 def uses_pretrained_weights(name: str, pretrained: bool, weights: str | None) -> bool:
-    """Whether a backbone starts from saved weights (a file or timm's) rather than random ones."""
-    return weights is not None or (pretrained and name.split(".")[0] not in TINY_MODELS)
+    """Whether a backbone starts from saved weights (a file, timm's or sladkit's) rather than random ones."""
+    if weights is not None:
+        return True
+    if name.split(".")[0] in TINY_MODELS:
+        return pretrained and (TINY_WEIGHTS / f"{name}.safetensors").is_file()
+    return pretrained
 
 
 def check_model_name(name: str, role: str) -> None:
@@ -127,7 +133,15 @@ def create_backbone(
     """
     check_model_name(name, role)
     kwargs = dict(kwargs or {})
-    use_hub = pretrained and weights is None and name.split(".")[0] not in TINY_MODELS
+    tiny = name.split(".")[0] in TINY_MODELS
+    use_hub = pretrained and weights is None and not tiny
+    if pretrained and weights is None and tiny and (TINY_WEIGHTS / f"{name}.safetensors").is_file():
+        if kwargs:
+            raise ModelError(
+                f"sladkit's pretrained {name} weights fit its default architecture only; with "
+                f"--{role}-kwargs {kwargs} pass --no-pretrained"
+            )
+        weights = str(TINY_WEIGHTS / f"{name}.safetensors")
     try:
         model = timm.create_model(name, pretrained=use_hub, num_classes=0, img_size=image_size, **kwargs)
     except TypeError as e:
@@ -174,7 +188,11 @@ def read_state_dict(path: str | Path, *, role: str) -> dict[str, torch.Tensor]:
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{role} weights {str(path)!r} do not hold a flat name -> tensor state dict")
-    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    # float16/bfloat16 files are widened: the models train and resample position embeddings in float32
+    return {
+        k.removeprefix("module.").removeprefix("backbone."): v.float() if v.is_floating_point() else v
+        for k, v in state.items()
+    }
 
 
 def load_weights(model: VisionTransformer, path: str | Path, *, role: str) -> None:

@@ -18,10 +18,18 @@ def _pair(targets=("qkv",), share="ab", teacher_depth=2, student_depth=2, mode="
     torch.manual_seed(0)
     kw = {"init_values": 1.0}
     teacher = create_backbone(
-        "sladkit_vit_192_p8", role="teacher", image_size=32, kwargs={**kw, "depth": teacher_depth}
+        "sladkit_vit_192_p8",
+        role="teacher",
+        image_size=32,
+        pretrained=False,
+        kwargs={**kw, "depth": teacher_depth},
     )
     student = create_backbone(
-        "sladkit_vit_96_p8", role="student", image_size=32, kwargs={**kw, "depth": student_depth}
+        "sladkit_vit_96_p8",
+        role="student",
+        image_size=32,
+        pretrained=False,
+        kwargs={**kw, "depth": student_depth},
     )
     bases = copy.deepcopy(teacher), copy.deepcopy(student)
     t_adapters = add_lora(teacher, targets=list(targets), rank=R, alpha=8.0)

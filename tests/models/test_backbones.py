@@ -12,7 +12,9 @@ KW = {"depth": 2, "init_values": 1.0}
 
 
 def _student(**kwargs):
-    return create_backbone("sladkit_vit_96_p8", role="student", image_size=32, kwargs={**KW, **kwargs})
+    return create_backbone(
+        "sladkit_vit_96_p8", role="student", image_size=32, pretrained=False, kwargs={**KW, **kwargs}
+    )
 
 
 def test_unknown_name_suggests_close_names():

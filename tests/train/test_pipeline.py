@@ -85,7 +85,11 @@ def test_peft_loads_the_saved_adapters_onto_the_timm_models(tiny_config):
     x = torch.randn(4, 3, 32, 32)
     for role in ("teacher", "student"):
         plain = create_backbone(
-            getattr(config, role), role=role, image_size=32, kwargs=getattr(config, f"{role}_kwargs")
+            getattr(config, role),
+            role=role,
+            image_size=32,
+            pretrained=False,
+            kwargs=getattr(config, f"{role}_kwargs"),
         )
         base = {
             k.removeprefix(f"{role}.backbone."): v
@@ -125,6 +129,7 @@ def _train_cmd(out: Path, *extra: str) -> list[str]:
         "32",
         "--rank",
         "4",
+        "--no-pretrained",
         "--lora-dropout",
         "0.1",
         *extra,
