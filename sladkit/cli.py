@@ -17,8 +17,9 @@ from pathlib import Path
 import click
 
 from sladkit import __version__
-from sladkit.config import TrainConfig
+from sladkit.config import ExportConfig, TrainConfig
 from sladkit.errors import ConfigError, SladkitError
+from sladkit.export.targets import TARGETS
 from sladkit.train.methods import METHODS
 
 
@@ -64,12 +65,15 @@ def _json_dict(value):
     return parsed
 
 
-def config_options(config_cls):
-    """Click options for every field of a config dataclass."""
+def config_options(config_cls, *, exclude: tuple[str, ...] = (), choices: dict | None = None):
+    """Click options for every field of a config dataclass (`choices`: registries for str fields)."""
     hints = typing.get_type_hints(config_cls)
+    choices = choices or {}
 
     def decorate(func):
         for f in reversed(dataclasses.fields(config_cls)):
+            if f.name in exclude:
+                continue
             kind = hints[f.name]
             if isinstance(kind, types.UnionType):  # X | None
                 kind = next(a for a in typing.get_args(kind) if a is not type(None))
@@ -84,8 +88,8 @@ def config_options(config_cls):
                 option = click.option(f"{flag}/--no-{flag[2:]}", f.name, **kwargs)
             elif typing.get_origin(kind) is typing.Literal:
                 option = click.option(flag, f.name, type=click.Choice(typing.get_args(kind)), **kwargs)
-            elif f.name == "method":
-                option = click.option(flag, f.name, type=click.Choice(list(METHODS)), **kwargs)
+            elif f.name in choices:
+                option = click.option(flag, f.name, type=click.Choice(list(choices[f.name])), **kwargs)
             elif kind is dict:
                 kwargs["default"] = None
                 option = click.option(flag, f.name, callback=lambda c, p, v: _json_dict(v or {}), **kwargs)
@@ -110,7 +114,7 @@ _METHODS_HELP = "\n".join(f"  {name:<13} {m.help}" for name, m in METHODS.items(
     epilog=f"\b\nMethods (--method):\n{_METHODS_HELP}",
     context_settings={"max_content_width": 110},
 )
-@config_options(TrainConfig)
+@config_options(TrainConfig, choices={"method": METHODS})
 @click.pass_context
 def train(ctx: click.Context, **options) -> None:
     """Adapt a teacher/student pair to a task with SLAD (or a baseline) and write a run folder.
@@ -139,6 +143,36 @@ def _resume_config(explicit: dict) -> TrainConfig:
         )
     saved = read_run_config(out)["train"]
     return TrainConfig.from_dict({**saved, **explicit})
+
+
+_TARGETS_HELP = "\n".join(
+    f"  {name:<14} {t.description}; {', '.join(t.precisions)}" for name, t in TARGETS.items()
+)
+
+
+@cli.command(epilog=f"\b\nTargets (--target):\n{_TARGETS_HELP}", context_settings={"max_content_width": 110})
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@config_options(ExportConfig, exclude=("run_dir",), choices={"target": TARGETS})
+def export(run_dir: str, **options) -> None:
+    """Merge the shared LoRA into a run's student, export ONNX, calibrate INT8, write a deployment bundle.
+
+    Builds the TensorRT engine too where TensorRT and a GPU exist; elsewhere the bundle's build_engine.sh
+    holds the trtexec commands to run on the device.
+    """
+    from sladkit.export import run
+
+    result = run(ExportConfig(run_dir=run_dir, **options))
+    click.echo(result.summary())
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(file_okay=False))
+def info(bundle: str) -> None:
+    """Print a bundle's summary after verifying its schema and every file's SHA-256."""
+    from sladkit.export.bundle import summary, verify_bundle
+
+    click.echo(summary(verify_bundle(bundle)))
+    click.echo("  all hashes verified")
 
 
 def main() -> None:

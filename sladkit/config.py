@@ -160,3 +160,48 @@ def write_json(path: Path, obj: Any) -> None:
     from sladkit._atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything `sladkit export` needs. `sladkit.export.run(ExportConfig(...))` is the Python API."""
+
+    run_dir: str = _opt("", "The training run folder (`sladkit train --out`).")
+    target: str = _opt("jetson-orin", "Deployment target (see `sladkit export --help`).")
+    out: str | None = _opt(None, "Bundle folder (default: deploy/<run name>-<target>).")
+    precision: Literal["fp32", "fp16", "int8"] | None = _opt(
+        None, "Precision (default: the best the target supports)."
+    )
+    model: Literal["student", "teacher"] = _opt("student", "Which model of the run to export.")
+    checkpoint: Literal["best", "last"] = _opt("best", "Which checkpoint of the run to export.")
+    calib_data: str | None = _opt(None, "Calibration images folder (default: the run's training data).")
+    calib_images: int = _opt(512, "Number of calibration images.")
+    calib_method: Literal["entropy", "minmax", "percentile"] = _opt("entropy", "INT8 calibration method.")
+    max_accuracy_drop: float = _opt(1.0, "Largest INT8 accuracy (or mIoU) drop against FP32, in points.")
+    eval_images: int = _opt(1000, "Validation images used by the accuracy checks (at most).")
+    batch: str = _opt("1,1,8", "TensorRT optimisation profile batch sizes MIN,OPT,MAX.")
+    workspace_mb: int | None = _opt(None, "TensorRT builder workspace cap in MiB (default: the target's).")
+    dla_core: int | None = _opt(None, "Build for this DLA core (implicit INT8 with the calibration cache).")
+    build_engine: Literal["auto", "always", "never"] = _opt("auto", "Build the TensorRT engine here.")
+    bake_preprocess: bool = _opt(False, "Model input is uint8 NHWC RGB, normalisation inside the graph.")
+    overwrite: bool = _opt(False, "Replace an existing bundle folder.")
+
+    def __post_init__(self) -> None:
+        if self.calib_images < 8:
+            raise ConfigError(f"--calib-images must be at least 8, got {self.calib_images}")
+        if self.eval_images < 1:
+            raise ConfigError(f"--eval-images must be at least 1, got {self.eval_images}")
+        _ = self.batch_sizes  # raises ConfigError when malformed
+
+    @property
+    def batch_sizes(self) -> tuple[int, int, int]:
+        try:
+            sizes = tuple(int(v) for v in self.batch.split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 3 or not 1 <= sizes[0] <= sizes[1] <= sizes[2]:
+            raise ConfigError(f"--batch must be MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, got {self.batch!r}")
+        return sizes
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

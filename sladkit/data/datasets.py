@@ -71,6 +71,7 @@ def create_datasets(
     strict: bool = False,
     synthetic_train: int = 2000,
     synthetic_val: int = 500,
+    augment: bool = True,
 ) -> DatasetSplits:
     """Create the train and val datasets.
 
@@ -84,6 +85,7 @@ def create_datasets(
         strict: raise a DataError on an unreadable image instead of skipping it with a warning.
         synthetic_train: number of synthetic training images.
         synthetic_val: number of synthetic validation images.
+        augment: apply the random train transform to train (False: the eval transform, e.g. to calibrate).
 
     Returns:
         The DatasetSplits.
@@ -94,7 +96,7 @@ def create_datasets(
     """
     _check_options(task, val_fraction, seed, synthetic_train, synthetic_val)
     check_transform_config(transforms)
-    train_transform = create_transforms(transforms, train=True, task=task)
+    train_transform = create_transforms(transforms, train=augment, task=task)
     eval_transform = create_transforms(transforms, train=False, task=task)
 
     if str(data) == SYNTHETIC:

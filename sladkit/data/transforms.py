@@ -190,6 +190,11 @@ def preprocess_eval(cfg: dict[str, Any], image: Any) -> np.ndarray:
     Returns:
         The normalised image (3, S, S) float32, equal to `create_transforms(cfg, train=False, ...)`'s.
     """
+    return normalize_eval(cfg, resize_crop_eval(cfg, image))
+
+
+def resize_crop_eval(cfg: dict[str, Any], image: Any) -> np.ndarray:
+    """The eval resize and centre crop alone: a uint8 (S, S, 3) RGB array (what a baked model takes)."""
     check_transform_config(cfg)
     pil = to_pil_rgb(image)
     new_size = eval_size(cfg, *pil.size)
@@ -197,7 +202,11 @@ def preprocess_eval(cfg: dict[str, Any], image: Any) -> np.ndarray:
         pil = pil.resize(new_size, resample=INTERPOLATIONS[cfg["interpolation"]])
     crop = cfg["eval"]["center_crop"]
     top, left = int(round((new_size[1] - crop) / 2.0)), int(round((new_size[0] - crop) / 2.0))
-    pixels = np.asarray(pil, dtype=np.uint8)[top : top + crop, left : left + crop]  # (S, S, 3)
+    return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8)[top : top + crop, left : left + crop])
+
+
+def normalize_eval(cfg: dict[str, Any], pixels: np.ndarray) -> np.ndarray:
+    """uint8 (S, S, 3) RGB -> normalised float32 (3, S, S)."""
     x = pixels.astype(np.float32) / np.float32(255)
     x = (x - np.asarray(cfg["mean"], dtype=np.float32)) / np.asarray(cfg["std"], dtype=np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))  # (3, S, S)

@@ -1,0 +1,91 @@
+"""Step 8 of export: the deployment bundle (`docs/design.md`, "Deployment bundle") and its verification.
+
+`manifest.json` lists every artifact with its SHA-256; `verify_bundle` (used by `sladkit info` and by the
+runtime when it loads a bundle) refuses a bundle whose schema version or any hash does not match. This
+module needs neither torch nor onnx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from sladkit.errors import SladkitError
+
+MANIFEST = "manifest.json"
+SCHEMA = "sladkit-bundle"
+SCHEMA_VERSION = 1
+
+
+class BundleError(SladkitError):
+    """A bundle is missing, tampered with, or of an unknown schema."""
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_artifact(folder: Path, name: str, **fields) -> dict:
+    path = folder / name
+    return {"file": name, "bytes": path.stat().st_size, "sha256": sha256(path), **fields}
+
+
+def read_manifest(bundle: str | Path) -> dict:
+    path = Path(bundle) / MANIFEST
+    if not path.is_file():
+        raise BundleError(
+            f"{bundle} is not a sladkit bundle (no {MANIFEST}); create one with `sladkit export`"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path} is unreadable ({e}); export the bundle again") from None
+    if manifest.get("schema") != SCHEMA or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(
+            f"{path} has schema {manifest.get('schema')!r} version {manifest.get('schema_version')!r}; this sladkit "
+            f"reads {SCHEMA!r} version {SCHEMA_VERSION}: export the bundle again with this version"
+        )
+    return manifest
+
+
+def verify_bundle(bundle: str | Path) -> dict:
+    """The manifest, after checking the schema and every artifact's size and SHA-256."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    for artifact in manifest["artifacts"]:
+        path = bundle / artifact["file"]
+        if not path.is_file():
+            raise BundleError(f"{path} is listed in the manifest but missing; export the bundle again")
+        if path.stat().st_size != artifact["bytes"] or sha256(path) != artifact["sha256"]:
+            raise BundleError(
+                f"{path} does not match its SHA-256 in the manifest (modified or corrupt); export again"
+            )
+    return manifest
+
+
+def summary(manifest: dict) -> str:
+    """A human-readable summary of a bundle."""
+    target = manifest["target"]
+    inp = manifest["input"]
+    lines = [
+        f"sladkit bundle ({manifest['task']}, {len(manifest['labels'])} classes) for {target['name']}"
+        + (
+            f" (TensorRT {target['tensorrt']}, JetPack {target['jetpack']})" if target.get("tensorrt") else ""
+        ),
+        f"  model: {manifest['source']['model']} of {manifest['source']['run_dir']} ({manifest['source']['method']})",
+        f"  input: {inp['name']} {inp['dtype']} {inp['layout']} {inp['shape']}, batch {inp['batch']}",
+        "  artifacts:",
+    ]
+    for a in manifest["artifacts"]:
+        lines.append(
+            f"    {a['file']:<24} {a.get('precision', ''):<6} {a['bytes'] / 1e6:8.2f} MB  sha256 {a['sha256'][:12]}"
+        )
+    checks = manifest.get("checks", {})
+    for name, check in checks.items():
+        lines.append(f"  check {name}: {json.dumps(check)}")
+    return "\n".join(lines)

@@ -1,0 +1,253 @@
+"""Steps 4-5 of export: INT8 calibration, explicit Q/DQ for TensorRT, a CPU INT8 model, the accuracy gate.
+
+TensorRT (`docs/deploy-facts.md`): symmetric INT8 (zero point 0), per-channel weights, per-tensor
+activations, and only the inputs of MatMul/Gemm/Conv quantized: LayerNorm, Softmax, GELU and residual
+Adds stay float, since ViTs lose accuracy when those are quantized.
+
+Calibration (`sladkit.export.calibrate`) is done once over *every* tensor, so the same ranges feed the
+Q/DQ model (through ONNX Runtime's calibration cache) and TensorRT's calibration cache.
+
+CPU (ONNX Runtime on x86/ARM): symmetric S8S8 Q/DQ runs slower than FP32 there; `quantize_dynamic`
+(U8 activations computed per batch, S8 weights, MatMul/Gemm) is the fast form, measured in
+`benchmarks/cpu_int8.py`.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from sladkit.export.calibrate import calibrate_int8, save_ort_ranges
+from sladkit.export.onnx import onnxruntime_session, run_onnx
+
+QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
+_BLOCK = re.compile(r"blocks\.(\d+)/")
+
+
+def _ort_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax}.get(
+        name, CalibrationMethod.Percentile
+    )
+
+
+@dataclass
+class Calibration:
+    """amax of every tensor, and the same ranges as ONNX Runtime's cache file (reused by every quantization)."""
+
+    method: str
+    amax: dict[str, float]
+    cache_path: Path
+    images: int
+
+    @classmethod
+    def run(
+        cls, model_path: str | Path, images: np.ndarray, method: str, cache_path: str | Path
+    ) -> Calibration:
+        amax = calibrate_int8(model_path, images, method)
+        save_ort_ranges(amax, method, cache_path)
+        return cls(method=method, amax=amax, cache_path=Path(cache_path), images=len(images))
+
+
+def unshare_initializers(model_path: str | Path, out_path: str | Path) -> None:
+    """Give each node its own copy of shared initializers.
+
+    Graph optimizers merge equal constants (e.g. a zero LayerNorm bias and a zero Gemm bias); quantizing
+    the Gemm's copy would then put a DequantizeLinear in front of the LayerNorm too.
+    """
+    model = onnx.load(str(model_path))
+    initializers = {i.name: i for i in model.graph.initializer}
+    seen: set[str] = set()
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            if name not in initializers:
+                continue
+            if name in seen:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(initializers[name])
+                copy.name = f"{name}__{node.name or len(model.graph.initializer)}_{k}"
+                model.graph.initializer.append(copy)
+                node.input[k] = copy.name
+            seen.add(name)
+    onnx.save(model, str(out_path))
+
+
+def quantizable_nodes(model_path: str | Path) -> list[str]:
+    """Names of the MatMul/Gemm/Conv nodes (the only ones quantized by default)."""
+    return [
+        n.name
+        for n in onnx.load(str(model_path), load_external_data=False).graph.node
+        if n.op_type in QUANTIZED_OPS
+    ]
+
+
+def block_of(node_name: str) -> str:
+    """The ViT block a node belongs to (`blocks.3`), or `stem/head` for the rest."""
+    match = _BLOCK.search(node_name)
+    return f"blocks.{match.group(1)}" if match else "stem/head"
+
+
+def quantize_qdq(
+    model_path: str | Path,
+    out_path: str | Path,
+    calibration: Calibration,
+    *,
+    exclude_nodes: list[str] | None = None,
+    include_nodes: list[str] | None = None,
+) -> None:
+    """Explicit Q/DQ INT8 for TensorRT: symmetric, per-channel weights, MatMul/Gemm/Conv inputs only."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(model_path),
+        str(out_path),
+        None,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(QUANTIZED_OPS),
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=include_nodes,
+        nodes_to_exclude=exclude_nodes or [],
+        calibrate_method=_ort_method(calibration.method),
+        extra_options={
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # inputs only
+            "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # output channels of a (in, out) weight
+        },
+        calibration_cache_path=calibration.cache_path,
+    )
+
+
+def quantize_cpu(model_path: str | Path, out_path: str | Path) -> None:
+    """INT8 for ONNX Runtime on CPUs: dynamic quantization (U8 activations per batch, S8 weights)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(model_path),
+        str(out_path),
+        op_types_to_quantize=["MatMul", "Gemm"],
+        weight_type=QuantType.QInt8,
+        per_channel=False,
+    )
+
+
+# ---------------------------------------------------------------- accuracy
+
+
+def predictions(model_path: str | Path, images: np.ndarray) -> np.ndarray:
+    """Class per image (N,) or per pixel (N, H, W)."""
+    return run_onnx(onnxruntime_session(model_path), images).argmax(axis=1)
+
+
+def task_metric(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:
+    """Top-1 accuracy (classification) or mean IoU (segmentation, 255 ignored), in percent."""
+    keep = target != 255
+    if pred.ndim == 1:
+        return float(100.0 * (pred[keep] == target[keep]).mean())
+    p, t = pred[keep].astype(np.int64), target[keep].astype(np.int64)
+    matrix = np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
+    tp = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - tp
+    return float(100.0 * (tp[union > 0] / union[union > 0]).mean()) if (union > 0).any() else 0.0
+
+
+@dataclass
+class GateResult:
+    """INT8 against FP32 on the validation images."""
+
+    fp32_metric: float
+    int8_metric: float
+    agreement: float  # share of images (pixels) where INT8 and FP32 predict the same class, in percent
+    float_blocks: list[str]  # blocks kept in float by the sensitivity fallback
+    passed: bool
+    sensitivity: dict[str, float] = field(default_factory=dict)  # block -> output error when quantized alone
+
+    @property
+    def drop(self) -> float:
+        return self.fp32_metric - self.int8_metric
+
+    def to_dict(self) -> dict:
+        return {
+            "fp32_metric": round(self.fp32_metric, 4),
+            "int8_metric": round(self.int8_metric, 4),
+            "drop_points": round(self.drop, 4),
+            "top1_agreement": round(self.agreement, 4),
+            "float_blocks": self.float_blocks,
+            "sensitivity": {k: round(v, 6) for k, v in self.sensitivity.items()},
+            "passed": self.passed,
+        }
+
+
+def compare(fp32_pred, int8_pred, target, num_classes, float_blocks, budget) -> GateResult:
+    fp32_metric = task_metric(fp32_pred, target, num_classes)
+    int8_metric = task_metric(int8_pred, target, num_classes)
+    agreement = float(100.0 * (fp32_pred == int8_pred).mean())
+    return GateResult(fp32_metric, int8_metric, agreement, float_blocks, fp32_metric - int8_metric <= budget)
+
+
+def quantize_with_gate(
+    model_path: str | Path,
+    out_path: str | Path,
+    calibration: Calibration,
+    images: np.ndarray,
+    target: np.ndarray,
+    *,
+    num_classes: int,
+    max_drop: float,
+    log=print,
+) -> GateResult:
+    """Q/DQ INT8 within an accuracy budget: if the drop exceeds `max_drop` points, rank the blocks by
+    sensitivity (output error with that block alone quantized) and keep the most sensitive ones in float
+    until the budget holds. `passed` is False when even that fails.
+    """
+    fp32_pred = predictions(model_path, images)
+    quantize_qdq(model_path, out_path, calibration)
+    result = compare(fp32_pred, predictions(out_path, images), target, num_classes, [], max_drop)
+    log(f"int8: {result.int8_metric:.2f} vs fp32 {result.fp32_metric:.2f} (drop {result.drop:.2f} points)")
+    if result.passed:
+        return result
+
+    nodes = quantizable_nodes(model_path)
+    blocks = sorted(
+        {block_of(n) for n in nodes},
+        key=lambda b: (b == "stem/head", int(b.split(".")[-1]) if b[0] == "b" else 0),
+    )
+    sensitivity = block_sensitivity(model_path, calibration, images, nodes, blocks)
+    ranked = sorted(blocks, key=lambda b: -sensitivity[b])
+    log(
+        f"int8 over budget ({max_drop} points): sensitivity "
+        + ", ".join(f"{b} {sensitivity[b]:.4f}" for b in ranked)
+    )
+    for k in range(1, len(ranked) + 1):
+        kept = ranked[:k]
+        quantize_qdq(
+            model_path, out_path, calibration, exclude_nodes=[n for n in nodes if block_of(n) in kept]
+        )
+        result = compare(fp32_pred, predictions(out_path, images), target, num_classes, kept, max_drop)
+        result.sensitivity = sensitivity
+        log(f"  float {', '.join(kept)}: drop {result.drop:.2f} points")
+        if result.passed:
+            return result
+    return result
+
+
+def block_sensitivity(model_path, calibration, images, nodes, blocks) -> dict[str, float]:
+    """Mean squared output error against FP32 with one block at a time quantized."""
+    reference = run_onnx(onnxruntime_session(model_path), images)
+    scores = {}
+    with tempfile.TemporaryDirectory(prefix="sladkit-sens-") as tmp:
+        path = Path(tmp) / "one_block.onnx"
+        for block in blocks:
+            quantize_qdq(
+                model_path, path, calibration, include_nodes=[n for n in nodes if block_of(n) == block]
+            )
+            scores[block] = float(np.mean((run_onnx(onnxruntime_session(path), images) - reference) ** 2))
+    return scores
