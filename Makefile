@@ -23,6 +23,9 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch
 
 demo: $(VENV)/.dev
 	$(VENV)/bin/sladkit train --out $(DEMO_DIR)/train --overwrite
+	$(VENV)/bin/sladkit export $(DEMO_DIR)/train --target jetson-orin --out $(DEMO_DIR)/jetson-orin --overwrite
+	$(VENV)/bin/sladkit export $(DEMO_DIR)/train --target cpu --out $(DEMO_DIR)/cpu --overwrite
+	$(VENV)/bin/sladkit info $(DEMO_DIR)/jetson-orin
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check sladkit tests

@@ -75,7 +75,7 @@ def config_options(config_cls, *, exclude: tuple[str, ...] = (), choices: dict |
             if f.name in exclude:
                 continue
             kind = hints[f.name]
-            if isinstance(kind, types.UnionType):  # X | None
+            if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
                 kind = next(a for a in typing.get_args(kind) if a is not type(None))
             flag = "--" + f.name.replace("_", "-")
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -1,7 +1,8 @@
 """TensorRT INT8 calibration cache (the text file `IInt8Calibrator` writes and `trtexec --calib=FILE` reads).
 
-Format (`docs/deploy-facts.md`; NVIDIA TensorRT Developer Guide, "INT8 Calibration" / calibration cache,
-and caches TensorRT itself wrote, e.g. `TRT-8401-EntropyCalibration2`, `TRT-100300-EntropyCalibration2`)::
+Format (`docs/deploy-facts.md`, checked against caches TensorRT itself wrote and published in public
+repositories and NVIDIA/TensorRT issues, e.g. `TRT-8203-EntropyCalibration2` in NVIDIA/TensorRT#2036,
+`TRT-8401-EntropyCalibration2`, `TRT-100300-EntropyCalibration2` from JetPack 6 devices)::
 
     TRT-<version number>-EntropyCalibration2
     <tensor name>: <scale as a big-endian IEEE-754 float32, in hex>

@@ -20,7 +20,9 @@ Sources (NVIDIA documentation and NVIDIA/TensorRT on GitHub):
   `build_serialized_network`; `IInt8EntropyCalibrator2` ("the required calibrator for DLA").
 - DLA: "DLA Supported Layers and Restrictions" (docs.nvidia.com/deeplearning/tensorrt/latest/
   inference-library/dla-layer-restrictions.html): "DLA does not support dynamic dimensions, so the profile's
-  min, max, and opt values must be equal"; DLA takes implicit INT8 (a calibration cache), not Q/DQ.
+  min, max, and opt values must be equal"; "DLA does not support explicit quantization" (Developer Guide,
+  "Working with DLA"), so DLA INT8 is implicit, from a calibration cache, which TensorRT skips silently when
+  it is of another TensorRT version (NVIDIA/TensorRT#1378, maintainer's answer).
 - Strong typing: `NetworkDefinitionCreationFlag.STRONGLY_TYPED` (TensorRT 10); TensorRT 11 is always
   strongly typed and removed `BuilderFlag.kFP16`/`kINT8` ("Strongly Typed Networks for DLA", TensorRT 11.4.1
   docs), so precision comes from the ONNX tensor types. On 10.x sladkit keeps weak typing for the Q/DQ model
@@ -342,8 +344,17 @@ def write_build_script(path: str | Path, commands: list[list[str]], *, target: T
             'if [ "${found:-}" != "$expected" ]; then',
             f'  echo "warning: bundle made for TensorRT {target.tensorrt} ($expected)," \\',
             '    "but $TRTEXEC is ${found:-of unknown version}" >&2',
-            "fi",
         ]
+        if any(a.startswith("--calib=") for argv in commands for a in argv):
+            # TensorRT skips a calibration cache of another version (NVIDIA/TensorRT#1378), silently
+            lines += [
+                '  if [ -n "${found:-}" ]; then',
+                '    echo "error: calib.cache is for $expected; TensorRT would ignore it. Re-export the" \\',
+                '      "bundle with this TensorRT version." >&2',
+                "    exit 1",
+                "  fi",
+            ]
+        lines.append("fi")
     for argv in commands:
         engine = next((a.split("=", 1)[1] for a in argv if a.startswith("--saveEngine=")), "engine")
         lines.append(f"echo {shlex.quote('==> building ' + engine)} >&2")
@@ -519,7 +530,7 @@ def build_engine(
                 "DLA INT8 needs the calibration cache: pass calib_cache (the bundle's calib.cache)"
             )
         number, _ = parse_cache_header(read_calibration_cache(calib_cache)[0])
-        if number != trt_version_number(version):
+        if number != trt_version_number(version):  # TensorRT would skip it silently (NVIDIA/TensorRT#1378)
             raise ConfigError(
                 f"{calib_cache} was written for TensorRT version number {number}, this is {version} "
                 f"({trt_version_number(version)}); rewrite it with tensorrt_version={version!r}"

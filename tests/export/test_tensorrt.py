@@ -302,7 +302,7 @@ def test_script_runs_from_anywhere_with_bundle_files_only(tmp_path, reported, wa
     bundle.mkdir()
     for name in FILES.values():
         (bundle / name).write_text("x")
-    script = write_script(bundle)
+    script = write_script(bundle, dla=() if warns else (0,))
     log = tmp_path / "args.txt"
     fake = tmp_path / "bin" / "trtexec"
     fake.parent.mkdir()
@@ -317,9 +317,22 @@ def test_script_runs_from_anywhere_with_bundle_files_only(tmp_path, reported, wa
     )
     assert run.returncode == 0, run.stderr
     assert ("warning" in run.stderr) is warns
-    for engine in ("model.fp16.engine", "model.int8.engine", "model.int8.dla0.engine"):
-        assert (bundle / engine).is_file()
-    assert "--calib=calib.cache" in log.read_text().splitlines()
+    assert (bundle / "model.fp16.engine").is_file() and (bundle / "model.int8.engine").is_file()
+    if not warns:
+        assert (bundle / "model.int8.dla0.engine").is_file()
+        assert "--calib=calib.cache" in log.read_text().splitlines()
+
+
+def test_script_refuses_a_calibration_cache_of_another_version(tmp_path):
+    script = write_script(tmp_path)  # with a DLA INT8 command: --calib=calib.cache
+    fake = tmp_path / "trtexec"
+    fake.write_text(FAKE_TRTEXEC.replace("@VERSION@", "8502").replace("@LOG@", str(tmp_path / "log")))
+    fake.chmod(0o755)
+    run = subprocess.run(
+        ["bash", str(script)], env={**os.environ, "TRTEXEC": str(fake)}, capture_output=True, text=True
+    )
+    assert run.returncode == 1 and "calib.cache is for v100300" in run.stderr
+    assert not (tmp_path / "log").exists()  # stopped before building anything
 
 
 def test_script_stops_when_trtexec_is_missing(tmp_path):

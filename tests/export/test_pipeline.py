@@ -1,0 +1,166 @@
+"""`sladkit export` end to end: bundles, `sladkit info`, and bad input (one line, no partial bundle)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from sladkit.cli import cli
+from sladkit.export.targets import TARGETS, Target, get_target, register_target
+
+FAST = ["--calib-images", "16", "--eval-images", "32", "--calib-method", "minmax"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def orin_bundle(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "orin"
+    result = invoke("export", run_dir, "--target", "jetson-orin", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_orin_bundle_holds_checked_artifacts(orin_bundle):
+    manifest = json.loads((orin_bundle / "manifest.json").read_text())
+    files = {a["file"] for a in manifest["artifacts"]}
+    assert {"model.onnx", "model.int8.onnx", "calib.cache", "labels.txt", "build_engine.sh"} <= files
+    assert manifest["target"] == {
+        **manifest["target"],
+        "name": "jetson-orin",
+        "tensorrt": "10.3.0",
+        "opset": 17,
+    }
+    assert manifest["checks"]["onnx_vs_pytorch"]["max_abs_diff"] < 1e-4
+    assert manifest["checks"]["merge"]["max_abs_diff"] < 1e-4
+    assert manifest["checks"]["int8_vs_fp32"]["passed"] is True
+    assert manifest["calibration"]["method"] == "minmax" and manifest["calibration"]["images"] == 16
+    assert manifest["input"]["batch"] == {"min": 1, "opt": 1, "max": 8}
+    script = (orin_bundle / "build_engine.sh").read_text()
+    read = set(re.findall(r"--(?:onnx|calib)=([\w.-]+)", script))  # what the script reads
+    assert read and read <= files  # build_engine.sh names only files of the bundle
+    assert "--memPoolSize=workspace:" in script and "model.int8.onnx" in script
+
+
+def test_info_verifies_hashes_and_refuses_a_tampered_bundle(orin_bundle, tmp_path):
+    result = invoke("info", orin_bundle)
+    assert result.exit_code == 0 and "all hashes verified" in result.output
+    tampered = tmp_path / "tampered"
+    shutil.copytree(orin_bundle, tampered)
+    with open(tampered / "model.int8.onnx", "r+b") as f:
+        f.seek(200)
+        f.write(b"\x00\x01")
+    result = invoke("info", tampered)
+    assert result.exit_code == 1
+    assert "model.int8.onnx does not match its SHA-256" in result.output and "Traceback" not in result.output
+
+
+def test_cpu_bundle_with_baked_preprocessing(run_dir, tmp_path):
+    out = tmp_path / "cpu"
+    result = invoke("export", run_dir, "--target", "cpu", "--out", out, "--bake-preprocess", *FAST)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {a["file"] for a in manifest["artifacts"]} >= {"model.onnx", "model.int8-cpu.onnx"}
+    assert manifest["input"]["dtype"] == "uint8" and manifest["input"]["layout"] == "NHWC"
+    assert manifest["checks"]["bake_preprocess"]["max_abs_diff"] < 1e-4
+    assert not (out / "build_engine.sh").exists()
+
+
+def test_target_table():
+    assert set(TARGETS) == {"jetson-orin", "jetson-xavier", "jetson-nano", "x86-gpu", "cpu"}
+    assert "int8" not in get_target("jetson-nano").precisions
+    assert get_target("jetson-xavier").opset == 16 and get_target("jetson-nano").opset == 16
+    assert get_target("jetson-orin").dla_cores == 2 and get_target("jetson-orin").tensorrt.startswith("10.3")
+    with pytest.raises(ValueError, match="already registered"):
+        register_target(Target("cpu", "again", runtime="onnxruntime", opset=17, precisions=("fp32",)))
+
+
+def test_simplifier_failure_falls_back_to_onnxslim(run_dir, tmp_path, monkeypatch):
+    import onnxsim
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated onnxsim crash")
+
+    monkeypatch.setattr(onnxsim, "simplify", broken)
+    out = tmp_path / "b"
+    result = invoke("export", run_dir, "--target", "jetson-orin", "--precision", "fp16", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    simplify = json.loads((out / "manifest.json").read_text())["checks"]["simplify"]
+    assert (
+        simplify["tool"].startswith("onnxslim") and "simulated onnxsim crash" in simplify["fallback_reason"]
+    )
+
+
+def test_failure_while_writing_keeps_the_previous_bundle(run_dir, orin_bundle, tmp_path, monkeypatch):
+    out = tmp_path / "keep"
+    shutil.copytree(orin_bundle, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    from sladkit.export import pipeline
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline, "write_build_script", crash)
+    with pytest.raises(OSError, match="disk full"):
+        invoke("export", run_dir, "--out", out, "--overwrite", *FAST)
+    assert before == {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]  # no temporary folder left
+
+
+@pytest.fixture
+def broken_runs(run_dir, tmp_path):
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(run_dir, incomplete)
+    shutil.rmtree(incomplete / "checkpoints")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(run_dir, corrupt)
+    (corrupt / "checkpoints/best/model.safetensors").write_bytes(b"garbage")
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(3):
+        shutil.copy(next((run_dir / "adapters/student").glob("*.json")), few / f"{i}.txt")
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (40, 40), (i * 50, 0, 0)).save(few / f"{i}.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    exists = tmp_path / "exists"
+    exists.mkdir()
+    return {"incomplete": incomplete, "corrupt": corrupt, "few": few, "empty": empty, "exists": exists}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{missing}"], "does not exist"),
+        (["{incomplete}"], "has no complete best checkpoint"),
+        (["{corrupt}"], "is corrupt"),
+        (["{run}", "--target", "jetson-tx2"], "Invalid value for '--target'"),
+        (["{run}", "--target", "jetson-nano", "--precision", "int8"], "no INT8; use --precision fp16"),
+        (["{run}", "--calib-data", "{empty}"], "holds no images"),
+        (["{run}", "--calib-data", "{few}"], "has 3 readable images; at least 8"),
+        (["{run}", "--calib-images", "4"], "--calib-images must be at least 8"),
+        (["{run}", "--out", "{exists}"], "already exists; pass --overwrite"),
+        (["{run}", "--batch", "8,1,1"], "--batch must be MIN,OPT,MAX"),
+        (["{run}", "--target", "cpu", "--dla-core", "0"], "0 DLA cores"),
+        (["{run}", "--max-accuracy-drop", "-1"], "INT8 loses"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_bundle(run_dir, broken_runs, tmp_path, args, message):
+    paths = {"run": run_dir, "missing": tmp_path / "missing", **broken_runs}
+    args = [a.format(**{k: str(v) for k, v in paths.items()}) for a in args]
+    out = tmp_path / "bundle"
+    if "--out" not in args:
+        args += ["--out", str(out)]
+    result = invoke("export", *FAST, *args)
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
