@@ -48,7 +48,8 @@ from sladkit.export.quantize import (
 )
 from sladkit.export.simplify import simplify_onnx
 from sladkit.export.targets import get_target
-from sladkit.export.tensorrt import build_engine, tensorrt_status, trtexec_commands, write_build_script
+from sladkit.export.tensorrt import build_engine, tensorrt_status
+from sladkit.export.trtexec import trtexec_commands, write_build_script
 
 PARITY_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| on logits
 

@@ -24,12 +24,14 @@ from sladkit.export import tensorrt as trt_mod
 from sladkit.export.calib_cache import write_calibration_cache
 from sladkit.export.targets import TARGETS, get_target
 from sladkit.export.tensorrt import (
-    ASSUMED_TENSORRT,
-    TRTEXEC_FLAGS,
     EngineBuildError,
     build_engine,
-    flag_supported,
     tensorrt_status,
+)
+from sladkit.export.trtexec import (
+    ASSUMED_TENSORRT,
+    TRTEXEC_FLAGS,
+    flag_supported,
     trtexec_commands,
     write_build_script,
 )
