@@ -175,6 +175,106 @@ def info(bundle: str) -> None:
     click.echo("  all hashes verified")
 
 
+def _batch_list(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"expected comma-separated positive batch sizes such as 1,8, got {value!r}")
+    return sizes
+
+
+@cli.command()
+@click.argument("artifacts", nargs=-1, type=click.Path())
+@click.option(
+    "--batch", "batches", default="1,8", show_default=True, callback=_batch_list, help="Batch sizes."
+)
+@click.option("--warmup", default=10, show_default=True, help="Untimed iterations first.")
+@click.option("--iterations", default=100, show_default=True, help="Timed iterations per batch size.")
+@click.option("--duration", type=float, help="Time each batch size for this many seconds instead.")
+@click.option("--threads", type=int, help="CPU threads of the backend.")
+@click.option("--backend", help="Backend to use (see --list-backends).")
+@click.option("--data", help="Labelled image folder (or 'synthetic') for accuracy.")
+@click.option("--eval-images", default=500, show_default=True, help="At most this many images for accuracy.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option(
+    "--plot", type=click.Path(dir_okay=False), help="Write a PNG of latency distributions and accuracy."
+)
+@click.option("--list-backends", is_flag=True, help="Show which backends are usable here and why not.")
+def profile(
+    artifacts,
+    batches,
+    warmup,
+    iterations,
+    duration,
+    threads,
+    backend,
+    data,
+    eval_images,
+    json_path,
+    plot,
+    list_backends,
+):
+    """Latency percentiles, throughput, memory, power and accuracy of bundles, ONNX files, engines or runs.
+
+    A bundle folder stands for each of its models. Ratios are against the first artifact.
+    """
+    from sladkit.runtime.profile_command import list_backends_text, run_profile
+
+    if list_backends:
+        click.echo(list_backends_text())
+        return
+    if not artifacts:
+        raise ConfigError(
+            "give at least one artifact: a bundle folder, an .onnx or .engine file, or a run folder"
+        )
+    click.echo(
+        run_profile(
+            list(artifacts), batches=batches, warmup=warmup, iterations=iterations, duration=duration, threads=threads,
+            backend=backend, data=data, eval_images=eval_images, json_path=json_path, plot=plot,
+        )
+    )  # fmt: skip
+
+
+@cli.command("eval")
+@click.argument("artifact", type=click.Path())
+@click.option("--data", required=True, help="Labelled image folder (training layouts), or 'synthetic'.")
+@click.option("--model", "model_file", help="Which model of a bundle (default model.onnx).")
+@click.option("--backend", help="Backend to use.")
+@click.option("--batch", default=32, show_default=True)
+@click.option("--limit", type=int, help="At most this many images.")
+def eval_command(artifact, data, model_file, backend, batch, limit):
+    """Accuracy (classification) or mIoU (segmentation) of an artifact on a labelled dataset."""
+    import sladkit.runtime
+    from sladkit.runtime.evaluate import evaluate
+
+    with sladkit.runtime.load(artifact, backend=backend, model=model_file) as model:
+        result = evaluate(model, data, batch=batch, limit=limit)
+    click.echo(
+        f"{model.artifact.name}: {result['metric']} {result['value']:.2f} % on {result['images']} images"
+    )
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--model", "model_file", help="Which model of a bundle (default model.onnx).")
+@click.option("--backend", help="Backend to use.")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Segmentation: write mask PNGs and overlays here."
+)
+def predict(artifact, images, top_k, model_file, backend, out):
+    """Predict images: JSON lines (classification), or mask PNGs and overlays (segmentation, --out)."""
+    import sladkit.runtime
+    from sladkit.runtime.predict import predict_images
+
+    with sladkit.runtime.load(artifact, backend=backend, model=model_file) as model:
+        for line in predict_images(model, list(images), top_k=top_k, out=out):
+            click.echo(line)
+
+
 def main() -> None:
     cli(prog_name="sladkit")
 

@@ -43,13 +43,13 @@ from sladkit.export.quantize import (
     predictions,
     quantize_cpu,
     quantize_with_gate,
-    task_metric,
     unshare_initializers,
 )
 from sladkit.export.simplify import simplify_onnx
 from sladkit.export.targets import get_target
 from sladkit.export.tensorrt import build_engine, tensorrt_status
 from sladkit.export.trtexec import trtexec_commands, write_build_script
+from sladkit.metrics import task_metric
 
 PARITY_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| on logits
 
@@ -204,6 +204,8 @@ def run(config: ExportConfig) -> ExportResult:
             "std": transforms["std"],
             "image_size": run_config["image_size"],
             "input_layout": "NHWC uint8 RGB" if config.bake_preprocess else "NCHW float32 normalised",
+            "preprocess_in_graph": config.bake_preprocess,
+            "transforms": transforms,
         }
         for name, path, _ in artifacts:
             if not name.endswith(".onnx"):
@@ -337,6 +339,7 @@ def _manifest(
             "std": transforms["std"],
             "channel_order": "RGB",
             "scale": 1.0 / 255.0,
+            "transforms": transforms,  # the run's exact transform config (sladkit.data.transforms)
         },
         "outputs": [
             {
@@ -365,6 +368,12 @@ def _manifest(
             "model": config.model,
             "checkpoint": config.checkpoint,
             "method": run_config["method"]["name"],
+            "data": {
+                **run_config["data"],
+                "seed": run_config["train"]["seed"],
+                "val_fraction": run_config["train"]["val_fraction"],
+                "synthetic_val": run_config["train"]["synthetic_val"],
+            },
             "teacher": run_config["train"]["teacher"],
             "student": run_config["train"]["student"],
         },

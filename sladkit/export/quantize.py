@@ -24,6 +24,7 @@ import onnx
 
 from sladkit.export.calibrate import calibrate_int8, save_ort_ranges
 from sladkit.export.onnx import onnxruntime_session, run_onnx
+from sladkit.metrics import task_metric
 
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
 _BLOCK = re.compile(r"blocks\.(\d+)/")
@@ -145,18 +146,6 @@ def quantize_cpu(model_path: str | Path, out_path: str | Path) -> None:
 def predictions(model_path: str | Path, images: np.ndarray) -> np.ndarray:
     """Class per image (N,) or per pixel (N, H, W)."""
     return run_onnx(onnxruntime_session(model_path), images).argmax(axis=1)
-
-
-def task_metric(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:
-    """Top-1 accuracy (classification) or mean IoU (segmentation, 255 ignored), in percent."""
-    keep = target != 255
-    if pred.ndim == 1:
-        return float(100.0 * (pred[keep] == target[keep]).mean())
-    p, t = pred[keep].astype(np.int64), target[keep].astype(np.int64)
-    matrix = np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
-    tp = np.diag(matrix).astype(np.float64)
-    union = matrix.sum(0) + matrix.sum(1) - tp
-    return float(100.0 * (tp[union > 0] / union[union > 0]).mean()) if (union > 0).any() else 0.0
 
 
 @dataclass

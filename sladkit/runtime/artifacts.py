@@ -1,0 +1,164 @@
+"""What an artifact path is, and what the runtime needs to know about it (without torch).
+
+`sladkit.runtime.load` accepts a bundle folder (manifest.json), an `.onnx` file (sladkit's metadata), a
+TensorRT engine file (with `engine.json` beside it, and the bundle's manifest.json for preprocessing) or a
+training run folder (config.json; run with torch, as the reference).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sladkit.errors import SladkitError
+
+INPUT = "images"
+OUTPUT = "logits"
+
+
+class ArtifactError(SladkitError):
+    """An artifact path that cannot be used."""
+
+
+@dataclass
+class Artifact:
+    """A loadable model and everything needed to feed it and read its output."""
+
+    kind: str  # bundle | onnx | engine | run
+    path: Path  # what the user gave
+    model_file: Path | None  # the file a backend loads (None for run folders)
+    task: str
+    labels: list[str]
+    transforms: dict  # sladkit.data.transforms config: the eval resize/crop/normalisation
+    in_graph: bool  # preprocessing (normalisation) inside the graph: the input is uint8 NHWC
+    precision: str
+    batch_max: int | None = None
+    manifest: dict = field(default_factory=dict)
+    engine_meta: dict | None = None
+
+    @property
+    def image_size(self) -> int:
+        return int(self.transforms["eval"]["center_crop"])
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.name}" if self.model_file is None else f"{self.path.name}:{self.model_file.name}"
+
+
+PRECISION_PREFERENCE = ("model.int8-cpu.onnx", "model.onnx")
+
+
+def resolve(path: str | Path, *, model: str | None = None, verify: bool = True) -> Artifact:
+    """Describe the artifact at `path`; `model` picks a file of a bundle (default: its FP32 ONNX)."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(
+            f"{path} does not exist; pass a bundle folder, an .onnx or .engine file, or a run folder"
+        )
+    if path.is_dir() and (path / "manifest.json").is_file():
+        return _bundle(path, model, verify)
+    if path.is_dir() and (path / "config.json").is_file():
+        return _run_folder(path)
+    if path.is_file() and path.suffix == ".onnx":
+        return _onnx_file(path)
+    if path.is_file() and path.suffix in (".engine", ".plan", ".trt"):
+        return _engine_file(path, verify)
+    raise ArtifactError(
+        f"{path} is not a sladkit artifact: expected a bundle folder (manifest.json), a run folder (config.json), "
+        "an .onnx file or an .engine file"
+    )
+
+
+def _bundle(folder: Path, model: str | None, verify: bool) -> Artifact:
+    from sladkit.export.bundle import read_manifest, verify_bundle
+
+    manifest = verify_bundle(folder) if verify else read_manifest(folder)
+    files = {a["file"]: a for a in manifest["artifacts"]}
+    name = model or "model.onnx"
+    if name not in files:
+        models = ", ".join(f for f in files if f.endswith((".onnx", ".engine")))
+        raise ArtifactError(f"{folder} has no {name}; its models are: {models}")
+    if name.endswith(".engine"):
+        return _engine_file(folder / name, verify=False, manifest=manifest)
+    return Artifact(
+        kind="bundle",
+        path=folder,
+        model_file=folder / name,
+        task=manifest["task"],
+        labels=manifest["labels"],
+        transforms=manifest["preprocessing"]["transforms"],
+        in_graph=manifest["preprocessing"]["in_graph"],
+        precision=files[name].get("precision", "fp32"),
+        batch_max=None,
+        manifest=manifest,
+    )
+
+
+def _onnx_file(path: Path) -> Artifact:
+    import onnxruntime as ort
+
+    try:  # onnxruntime reads the metadata; the onnx package may be absent on a device
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        meta = dict(session.get_modelmeta().custom_metadata_map)
+    except Exception as e:
+        raise ArtifactError(f"{path} is not a readable ONNX model ({str(e).splitlines()[0]})") from None
+    if "transforms" not in meta:
+        raise ArtifactError(
+            f"{path} has no sladkit metadata (task, labels, preprocessing); load its bundle folder"
+        )
+    return Artifact(
+        kind="onnx",
+        path=path,
+        model_file=path,
+        task=meta["task"],
+        labels=json.loads(meta["labels"]),
+        transforms=json.loads(meta["transforms"]),
+        in_graph=json.loads(meta.get("preprocess_in_graph", "false")),
+        precision="int8" if "int8" in path.name else "fp32",
+    )
+
+
+def _engine_file(path: Path, verify: bool, manifest: dict | None = None) -> Artifact:
+    from sladkit.export.bundle import read_manifest, verify_bundle
+
+    meta_path = path.parent / "engine.json"
+    if not meta_path.is_file():
+        raise ArtifactError(
+            f"{path} has no engine.json beside it; build engines with the bundle's build_engine.sh"
+        )
+    engines = json.loads(meta_path.read_text()).get("engines", {})
+    if path.name not in engines:
+        raise ArtifactError(f"{meta_path} does not describe {path.name}; rebuild it with build_engine.sh")
+    if manifest is None:
+        manifest = (verify_bundle if verify else read_manifest)(path.parent)
+    meta = engines[path.name]
+    return Artifact(
+        kind="engine",
+        path=path,
+        model_file=path,
+        task=manifest["task"],
+        labels=manifest["labels"],
+        transforms=manifest["preprocessing"]["transforms"],
+        in_graph=manifest["preprocessing"]["in_graph"],
+        precision=meta.get("precision", "?"),
+        batch_max=meta.get("input", {}).get("batch", {}).get("max"),
+        manifest=manifest,
+        engine_meta=meta,
+    )
+
+
+def _run_folder(folder: Path) -> Artifact:
+    config = json.loads((folder / "config.json").read_text())
+    return Artifact(
+        kind="run",
+        path=folder,
+        model_file=None,
+        task=config["task"],
+        labels=config["labels"],
+        transforms=config["transforms"],
+        in_graph=False,
+        precision="fp32",
+    )

@@ -1,0 +1,130 @@
+"""`load(path) -> RuntimeModel`: `predict(images)` (preprocessing, model, post-processing) and `infer(batch)`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sladkit.data.transforms import normalize_eval, resize_crop_eval
+from sladkit.errors import DataError
+from sladkit.runtime.artifacts import Artifact, resolve
+from sladkit.runtime.backends import Backend, create_backend
+
+
+@dataclass
+class Prediction:
+    """Classification: top-k `labels`/`indices`/`scores` (softmax). Segmentation: `mask` (H, W) class indices."""
+
+    labels: list[str] | None = None
+    indices: list[int] | None = None
+    scores: list[float] | None = None
+    mask: np.ndarray | None = None
+
+    def to_dict(self) -> dict:
+        if self.mask is None:
+            return {
+                "labels": self.labels,
+                "indices": self.indices,
+                "scores": [round(s, 6) for s in self.scores],
+            }
+        classes, counts = np.unique(self.mask, return_counts=True)
+        return {
+            "mask_shape": list(self.mask.shape),
+            "pixels_per_class": dict(zip(map(int, classes), map(int, counts), strict=False)),
+        }
+
+
+def read_image(image) -> Image.Image:
+    """A PIL RGB image from a path, a PIL image or a uint8 (H, W, 3) array; one clear error if unreadable."""
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as opened:
+                return opened.convert("RGB")
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataError(
+                f"cannot read image {image} ({type(e).__name__}); pass a JPEG/PNG/... file"
+            ) from None
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    return Image.fromarray(np.asarray(image, dtype=np.uint8))
+
+
+class RuntimeModel:
+    """An artifact on a backend. Use as a context manager, or call `close()`."""
+
+    def __init__(self, artifact: Artifact, backend: Backend) -> None:
+        self.artifact = artifact
+        self.backend = backend
+
+    @property
+    def task(self) -> str:
+        return self.artifact.task
+
+    @property
+    def labels(self) -> list[str]:
+        return self.artifact.labels
+
+    def crop(self, image) -> np.ndarray:
+        """The eval resize + centre crop: uint8 (S, S, 3)."""
+        return resize_crop_eval(self.artifact.transforms, read_image(image))
+
+    def preprocess(self, images) -> np.ndarray:
+        """A batch in the model's input layout: float32 (N, 3, S, S), or uint8 (N, S, S, 3) when baked."""
+        crops = [self.crop(image) for image in images]
+        if self.artifact.in_graph:
+            return np.stack(crops)
+        return np.stack([normalize_eval(self.artifact.transforms, c) for c in crops])
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Raw logits of a preprocessed batch."""
+        return self.backend.infer(batch)
+
+    def predict(self, images, *, top_k: int = 5) -> list[Prediction]:
+        logits = self.infer(self.preprocess(images))
+        return postprocess(logits, self.task, self.labels, top_k=top_k)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> RuntimeModel:
+        self.backend.load()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def postprocess(logits: np.ndarray, task: str, labels: list[str], *, top_k: int = 5) -> list[Prediction]:
+    if task == "seg":
+        return [
+            Prediction(mask=m.astype(np.uint8 if len(labels) < 256 else np.int32))
+            for m in logits.argmax(axis=1)
+        ]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    k = min(top_k, probs.shape[1])
+    order = np.argsort(-probs, axis=1)[:, :k]
+    return [
+        Prediction(
+            labels=[labels[i] for i in row], indices=[int(i) for i in row], scores=[float(p[i]) for i in row]
+        )
+        for row, p in zip(order, probs, strict=True)
+    ]
+
+
+def load(
+    path: str | Path, *, backend: str | None = None, model: str | None = None, threads: int | None = None
+) -> RuntimeModel:
+    """Load a bundle folder, an .onnx file, an engine (with engine.json) or a run folder for inference.
+
+    Args:
+        path: the artifact.
+        backend: onnxruntime, tensorrt or torch (default: the first that runs this kind of artifact).
+        model: for a bundle, which of its files (default model.onnx; e.g. model.int8-cpu.onnx, model.fp16.engine).
+        threads: CPU threads for the backend.
+    """
+    artifact = resolve(path, model=model)
+    return RuntimeModel(artifact, create_backend(artifact, backend, threads=threads).load())

@@ -1,0 +1,66 @@
+"""The `sladkit profile` command: expand artifacts, measure each, print one table, write JSON and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sladkit.runtime.artifacts import resolve
+from sladkit.runtime.backends import BACKENDS, list_backends
+from sladkit.runtime.profiler import ProfileConfig, format_table, profile_model, write_json, write_plot
+
+
+def list_backends_text() -> str:
+    lines = []
+    for name, (ok, why) in list_backends().items():
+        kinds = ", ".join(BACKENDS[name].artifact_kinds)
+        lines.append(
+            f"{name:<12} {'available' if ok else 'unavailable'}  (runs: {kinds}){'' if ok else '  — ' + why}"
+        )
+    return "\n".join(lines)
+
+
+def expand(paths: list[str]) -> list[tuple[str, str | None]]:
+    """(path, model file) pairs: a bundle folder stands for each of its models."""
+    from sladkit.export.bundle import verify_bundle
+
+    items = []
+    for path in paths:
+        p = Path(path)
+        if p.is_dir() and (p / "manifest.json").is_file():
+            manifest = verify_bundle(p)
+            engines_ok = list_backends()["tensorrt"][0]
+            for artifact in manifest["artifacts"]:
+                name = artifact["file"]
+                if name.endswith(".onnx") or (name.endswith(".engine") and engines_ok):
+                    items.append((path, name))
+        else:
+            items.append((path, None))
+    return items
+
+
+def run_profile(
+    paths, *, batches, warmup, iterations, duration, threads, backend, data, eval_images, json_path, plot
+) -> str:
+    from sladkit.runtime.evaluate import evaluate
+    from sladkit.runtime.model import RuntimeModel
+    from sladkit.runtime.backends import create_backend
+
+    config = ProfileConfig(batches=tuple(batches), warmup=warmup, iterations=None if duration else iterations,
+                           duration=duration, threads=threads, backend=backend, data=data)  # fmt: skip
+    rows, samples = [], {}
+    for path, model_file in expand(paths):
+        artifact = resolve(path, model=model_file)
+        model = RuntimeModel(artifact, create_backend(artifact, backend, threads=threads).load())
+        try:
+            accuracy = evaluate(model, data, limit=eval_images) if data else None
+            measured = profile_model(model, config, accuracy=accuracy)
+        finally:
+            model.close()
+        for row in measured:
+            samples[f"{row.artifact} b{row.batch}"] = row.extra.pop("samples_ms", [])
+        rows += measured
+    if json_path:
+        write_json(rows, json_path, config)
+    if plot:
+        write_plot(rows, samples, plot)
+    return format_table(rows)
