@@ -30,3 +30,39 @@ def tiny_config(tmp_path):
         return TrainConfig(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A tiny trained classification run, shared by the export and runtime tests."""
+    from sladkit.config import TrainConfig
+    from sladkit.train import run
+
+    out = tmp_path_factory.mktemp("shared") / "run"
+    run(
+        TrainConfig(
+            out=str(out),
+            pretrained=False,
+            teacher_kwargs=TINY_KWARGS,
+            student_kwargs=TINY_KWARGS,
+            synthetic_train=128,
+            synthetic_val=64,
+            epochs=2,
+            batch_size=32,
+            rank=4,
+            targets="qkv,fc1",
+            progress=False,
+        )
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def cpu_bundle(run_dir, tmp_path_factory):
+    """The shared run exported for the CPU target (FP32 + CPU INT8)."""
+    from sladkit.config import ExportConfig
+    from sladkit.export import run
+
+    out = tmp_path_factory.mktemp("bundles") / "cpu"
+    run(ExportConfig(run_dir=str(run_dir), target="cpu", out=str(out), eval_images=32))
+    return out

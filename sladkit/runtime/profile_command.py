@@ -41,9 +41,9 @@ def expand(paths: list[str]) -> list[tuple[str, str | None]]:
 def run_profile(
     paths, *, batches, warmup, iterations, duration, threads, backend, data, eval_images, json_path, plot
 ) -> str:
+    from sladkit.runtime.backends import create_backend
     from sladkit.runtime.evaluate import evaluate
     from sladkit.runtime.model import RuntimeModel
-    from sladkit.runtime.backends import create_backend
 
     config = ProfileConfig(batches=tuple(batches), warmup=warmup, iterations=None if duration else iterations,
                            duration=duration, threads=threads, backend=backend, data=data)  # fmt: skip
