@@ -28,8 +28,8 @@ demo: $(VENV)/.dev
 	$(VENV)/bin/sladkit info $(DEMO_DIR)/jetson-orin
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check sladkit tests
-	$(VENV)/bin/ruff format --check sladkit tests
+	$(VENV)/bin/ruff check sladkit tests benchmarks tools
+	$(VENV)/bin/ruff format --check sladkit tests benchmarks tools
 
 test: lint
 	$(VENV)/bin/python -m pytest -q

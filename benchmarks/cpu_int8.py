@@ -44,7 +44,9 @@ def build(name: str, size: int, kwargs: dict) -> TaskModel:
     torch.manual_seed(0)
     backbone = create_backbone(name, role="student", image_size=size, pretrained=False, kwargs=kwargs)
     grid = backbone.patch_embed.grid_size
-    head = create_head("cls", backbone.embed_dim, 100, num_prefix=backbone.num_prefix_tokens, grid=grid, pool="cls+avg")
+    head = create_head(
+        "cls", backbone.embed_dim, 100, num_prefix=backbone.num_prefix_tokens, grid=grid, pool="cls+avg"
+    )
     return TaskModel(backbone, head).eval()
 
 
@@ -127,7 +129,9 @@ def main() -> None:
     }
     command = f".venv/bin/python benchmarks/cpu_int8.py --repeats {args.repeats} --threads {args.threads}"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cpu_int8.json").write_text(json.dumps({"machine": machine, "command": command, "rows": rows}, indent=2) + "\n")
+    (RESULTS / "cpu_int8.json").write_text(
+        json.dumps({"machine": machine, "command": command, "rows": rows}, indent=2) + "\n"
+    )
     lines = [
         "# CPU INT8 against FP32 (ONNX Runtime)",
         "",

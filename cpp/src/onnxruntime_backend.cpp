@@ -51,6 +51,10 @@ class OnnxRuntimeBackend : public Backend {
 
 std::unique_ptr<Backend> create_onnxruntime_backend(const Manifest& manifest,
                                                     const std::filesystem::path& model_file) {
+  if (OrtGetApiBase()->GetApi(ORT_API_VERSION) == nullptr)  // headers newer than the library
+    throw Error(std::string("libonnxruntime ") + OrtGetApiBase()->GetVersionString() +
+                " is older than the ONNX Runtime headers sladkit was built with (API " +
+                std::to_string(ORT_API_VERSION) + "); rebuild against headers of that release or older");
   return std::make_unique<OnnxRuntimeBackend>(manifest, model_file);
 }
 

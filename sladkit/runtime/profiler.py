@@ -163,8 +163,7 @@ def format_table(rows: list[Measurement]) -> str:
     lines = [header]
     for r in rows:
         b = base[r.batch]
-        power = r.power or {}
-        rail = (power.get("rails") or {}).get(power.get("main_rail") or "", {})
+        total = (r.power or {}).get("total")
         lines.append(
             (
                 r.artifact,
@@ -178,7 +177,7 @@ def format_table(rows: list[Measurement]) -> str:
                 f"{r.throughput:.1f}",
                 f"{b.latency_ms['p50'] / r.latency_ms['p50']:.2f}x",
                 f"{r.peak_host_mb:.0f}",
-                f"{rail.get('average_mw', 0):.0f}" if rail else "n/a",
+                f"{total['average_mw']:.0f}" if total else "n/a",
                 f"{r.accuracy['metric']}={r.accuracy['value']:.2f}" if r.accuracy else "-",
             )
         )
@@ -189,7 +188,7 @@ def format_table(rows: list[Measurement]) -> str:
 
 
 def machine_info() -> dict:
-    from sladkit.runtime.power import device_state
+    from sladkit.runtime.device import device_state
 
     cpu = platform.processor()
     try:
@@ -219,8 +218,9 @@ def write_json(rows: list[Measurement], path: str | Path, config: ProfileConfig)
 
 def write_plot(rows: list[Measurement], samples: dict[str, list[float]], path: str | Path) -> None:
     """Latency distributions (box plots) and accuracy against p50 latency."""
-    import matplotlib
+    from sladkit.errors import require
 
+    matplotlib = require("matplotlib", "runtime")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -229,14 +229,15 @@ def write_plot(rows: list[Measurement], samples: dict[str, list[float]], path: s
     axes[0].boxplot([samples[n] for n in names], showfliers=False)
     axes[0].set_xticks(range(1, len(names) + 1), names, rotation=20, ha="right", fontsize=8)
     axes[0].set_ylabel("latency (ms)")
+    axes[0].set_yscale("log")
     axes[0].set_title("latency distribution")
+    first_batch = rows[0].batch if rows else None
     for r in rows:
-        if r.accuracy:
+        if r.accuracy and r.batch == first_batch:
             axes[1].scatter(r.latency_ms["p50"], r.accuracy["value"])
-            axes[1].annotate(
-                f"{r.artifact} b{r.batch}", (r.latency_ms["p50"], r.accuracy["value"]), fontsize=7
-            )
-    axes[1].set_xlabel("p50 latency (ms)")
+            axes[1].annotate(r.artifact, (r.latency_ms["p50"], r.accuracy["value"]), fontsize=7)
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel(f"p50 latency at batch {first_batch} (ms)")
     axes[1].set_ylabel("accuracy / mIoU (%)")
     axes[1].set_title("accuracy against latency")
     fig.tight_layout()

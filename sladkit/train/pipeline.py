@@ -47,8 +47,9 @@ class TrainResult:
         def pct(v):
             return "-" if v is None else f"{v:.1f}"
 
+        stages = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in self.stage_seconds.items())
         return (
-            f"done in {self.wall_seconds:.0f}s: student {self.metric} {pct(self.student)} "
+            f"done in {self.wall_seconds:.0f}s ({stages}): student {self.metric} {pct(self.student)} "
             f"(best {pct(self.best_student)} at epoch {self.best_epoch}), "
             f"teacher {self.metric} {pct(self.teacher)}, "
             f"CKA {self.cka_before:.3f} -> {self.cka_after:.3f}; run folder {self.run_dir}"

@@ -1,0 +1,258 @@
+"""The C++ library (cpp/) against the Python reference: same preprocessing, same outputs.
+
+Each case runs `sladkit-infer` on an image written with PIL at a size other than the model's, so resize and
+centre crop are exercised, and compares the model input it fed (--dump-input) with
+`sladkit.data.transforms.preprocess_eval` and its output (--dump-logits) with ONNX Runtime's Python API on
+that reference input.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sladkit.data.transforms import normalize_eval, resize_crop_eval
+
+CPP_DIR = Path(__file__).resolve().parents[2] / "cpp"
+ATOL = 1e-4
+
+
+def run_logged(argv: list[str], what: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def transforms_cfg(manifest: dict) -> dict:
+    """The transform config `preprocess_eval` takes, built from a bundle manifest's preprocessing."""
+    p = manifest["preprocessing"]
+    return {
+        "image_size": p["center_crop"],
+        "mean": p["mean"],
+        "std": p["std"],
+        "interpolation": p["interpolation"],
+        "train": {"random_resized_crop": {"scale": [0.5, 1.0], "ratio": [0.75, 4 / 3]}, "hflip": 0.5},
+        "eval": {"resize": p["resize"], "center_crop": p["center_crop"]},
+    }
+
+
+@functools.cache
+def _session(model: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+
+
+def reference(bundle: Path, image: np.ndarray, model: str = "model.onnx") -> tuple[np.ndarray, np.ndarray]:
+    """(model input, logits) of the Python reference for a uint8 (H, W, 3) RGB image."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    cfg = transforms_cfg(manifest)
+    crop = resize_crop_eval(cfg, image)  # (S, S, 3) uint8
+    x = crop if manifest["preprocessing"]["in_graph"] else normalize_eval(cfg, crop)  # (3, S, S) float32
+    return x, _session(bundle / model).run(None, {manifest["input"]["name"]: x[None]})[0]
+
+
+def write_image(path: Path, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A random RGB image of size (W, H) saved at `path` (format from the suffix); returns PIL's decoding."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, **({"quality": 90} if path.suffix == ".jpg" else {}))
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def infer(exe: Path, bundle: Path, image: Path, tmp_path: Path, *args: str) -> tuple[dict, np.ndarray, Path]:
+    """Run sladkit-infer; returns (its JSON, the logits it dumped, the file holding the input it fed)."""
+    logits, inputs = tmp_path / "logits.bin", tmp_path / "input.bin"
+    argv = [
+        str(exe),
+        str(bundle),
+        str(image),
+        "--dump-logits",
+        str(logits),
+        "--dump-input",
+        str(inputs),
+        *args,
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    return out, np.fromfile(logits, np.float32).reshape(out["output_shape"]), inputs
+
+
+def check_predictions(out: dict, logits: np.ndarray, labels: list[str]) -> None:
+    """The JSON's predictions are those of `logits` (softmax top-k, or per-pixel argmax histogram)."""
+    if out["task"] == "cls":
+        z = logits[0].astype(np.float64)
+        probs = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        order = np.argsort(-z, kind="stable")[: len(out["predictions"])]
+        assert [p["index"] for p in out["predictions"]] == order.tolist()
+        assert [p["label"] for p in out["predictions"]] == [labels[i] for i in order]
+        np.testing.assert_allclose([p["score"] for p in out["predictions"]], probs[order], atol=1e-5)
+    else:
+        counts = np.bincount(logits[0].argmax(axis=0).ravel(), minlength=len(labels))
+        assert [h["pixels"] for h in out["histogram"]] == counts.tolist()
+        assert out["mask"] == {
+            "height": logits.shape[2],
+            "width": logits.shape[3],
+            "coordinates": "centre crop",
+        }
+
+
+CASES = [  # (image (W, H), format, interpolation, resize override or None)
+    pytest.param((45, 37), "png", "bicubic", None, id="45x37-bicubic"),
+    pytest.param((64, 64), "png", "bicubic", None, id="64x64-bicubic"),
+    # resized to 37 x 32: left = round(2.5) = 2, half to even
+    pytest.param((43, 37), "png", "bilinear", None, id="43x37-bilinear-half-even"),
+    pytest.param((64, 64), "png", "bilinear", 37, id="64x64-bilinear-resize37-half-even"),
+    pytest.param((37, 91), "png", "bicubic", 40, id="37x91-bicubic-resize40"),
+    pytest.param((45, 37), "png", "nearest", 36, id="45x37-nearest-resize36"),
+]
+
+
+@pytest.mark.parametrize("task", ["cls", "seg"])
+@pytest.mark.parametrize("baked", [False, True], ids=["float", "baked"])
+@pytest.mark.parametrize(("size", "fmt", "interpolation", "resize"), CASES)
+def test_matches_python_reference(
+    infer_exe, bundles, copy_bundle, tmp_path, task, baked, size, fmt, interpolation, resize
+):
+    source = bundles[(task, baked)]
+    changes = {"interpolation": interpolation, **({"resize": resize} if resize else {})}
+    bundle = copy_bundle(source, **changes)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    image = write_image(tmp_path / f"image.{fmt}", size, seed=size[0] * 1000 + size[1])
+
+    out, logits, inputs = infer(infer_exe, bundle, tmp_path / f"image.{fmt}", tmp_path, "--top-k", "5")
+    x_ref, logits_ref = reference(bundle, image)
+
+    fed = np.fromfile(inputs, x_ref.dtype).reshape(x_ref.shape)
+    if baked:
+        np.testing.assert_array_equal(fed, x_ref)  # the uint8 crop, bit for bit
+    else:
+        np.testing.assert_allclose(fed, x_ref, rtol=0, atol=1e-6)
+    assert logits.shape == logits_ref.shape
+    np.testing.assert_allclose(logits, logits_ref, rtol=0, atol=ATOL)
+    assert out["task"] == task and out["model"] == "model.onnx" and out["backend"] == "onnxruntime"
+    assert out["image"]["width"] == size[0] and out["image"]["height"] == size[1]
+    check_predictions(out, logits, manifest["labels"])
+
+
+@pytest.mark.parametrize("baked", [False, True], ids=["float", "baked"])
+def test_jpeg_within_decoder_difference(infer_exe, bundles, tmp_path, baked):
+    """stb_image and Pillow's libjpeg-turbo decode JPEGs a few levels apart; the rest stays exact."""
+    bundle = bundles[("cls", baked)]
+    image = write_image(tmp_path / "image.jpg", (45, 37), seed=7)
+    out, logits, inputs = infer(infer_exe, bundle, tmp_path / "image.jpg", tmp_path)
+    x_ref, _ = reference(bundle, image)
+    fed = np.fromfile(inputs, x_ref.dtype).reshape(x_ref.shape)
+    levels = np.abs(fed.astype(np.float64) - x_ref) * (1 if baked else 255 * 0.229)  # in 8-bit levels (ca.)
+    assert levels.max() <= 4 and levels.mean() < 0.5, (levels.max(), levels.mean())
+    # The model ran on exactly what was fed:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    expected = _session(bundle / "model.onnx").run(None, {manifest["input"]["name"]: fed[None]})[0]
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=ATOL)
+
+
+def test_int8_model_and_save_mask(infer_exe, bundles, tmp_path):
+    """--model picks another file of the bundle; --save-mask writes the argmax mask as an 8-bit PNG."""
+    bundle = bundles[("seg", False)]
+    image = write_image(tmp_path / "image.png", (45, 37), seed=3)
+    mask_file = tmp_path / "mask.png"
+    out, logits, _ = infer(
+        infer_exe,
+        bundle,
+        tmp_path / "image.png",
+        tmp_path,
+        "--model",
+        "model.int8-cpu.onnx",
+        "--save-mask",
+        str(mask_file),
+    )
+    _, logits_ref = reference(bundle, image, model="model.int8-cpu.onnx")
+    assert out["model"] == "model.int8-cpu.onnx"
+    np.testing.assert_allclose(logits, logits_ref, rtol=0, atol=ATOL)
+    mask = Image.open(mask_file)
+    assert mask.mode == "L" and mask.size == (32, 32)
+    np.testing.assert_array_equal(np.asarray(mask), logits[0].argmax(axis=0))
+
+
+def _fails(exe: Path, *argv: str, code: int = 1) -> str:
+    result = subprocess.run([str(exe), *map(str, argv)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout == ""
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("no-bundle", "is not a folder"),
+        ("no-manifest", "manifest.json not found"),
+        ("schema", "has schema 'sladkit-bundle' version 2; this library reads 'sladkit-bundle' version 1"),
+        ("no-image", "not found; expected an image file"),
+        ("bad-image", "cannot read image"),
+        ("no-model", "model file"),
+        ("backend", "backend 'tensorrt' is not compiled in; available: onnxruntime"),
+    ],
+)
+def test_errors_are_one_clear_line(infer_exe, bundles, copy_bundle, tmp_path, change, message):
+    bundle = copy_bundle(bundles[("cls", False)])
+    image = tmp_path / "image.png"
+    write_image(image, (40, 30))
+    args: list = [bundle, image]
+    if change == "no-bundle":
+        args[0] = tmp_path / "missing"
+    elif change == "no-manifest":
+        (bundle / "manifest.json").unlink()
+    elif change == "schema":
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        (bundle / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 2}))
+    elif change == "no-image":
+        args[1] = tmp_path / "missing.png"
+    elif change == "bad-image":
+        args[1] = tmp_path / "text.png"
+        args[1].write_text("not an image")
+    elif change == "no-model":
+        (bundle / "model.onnx").unlink()
+    elif change == "backend":
+        args += ["--backend", "tensorrt"]
+    stderr = _fails(infer_exe, *args)
+    assert stderr.startswith("sladkit-infer: error: ") and stderr.count("\n") == 1, stderr
+    assert message in stderr
+
+
+def test_usage_errors(infer_exe, bundles, tmp_path):
+    assert "expected BUNDLE and IMAGE" in _fails(infer_exe, bundles[("cls", False)], code=2)
+    assert "unknown option --frobnicate" in _fails(infer_exe, "a", "b", "--frobnicate", code=2)
+    assert "--top-k must be at least 1" in _fails(infer_exe, "a", "b", "--top-k", "0", code=2)
+
+
+def test_find_package_consumer(cpp_build, bundles, tmp_path):
+    """The README's example: an app built against the installed library with find_package(sladkit)."""
+    run_logged(["cmake", "--install", str(cpp_build)], "cmake --install")
+    build = tmp_path / "example-build"
+    run_logged(
+        [
+            "cmake",
+            "-S",
+            str(CPP_DIR / "examples"),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DCMAKE_PREFIX_PATH={cpp_build / 'prefix'}",
+        ],
+        "cmake configure of cpp/examples",
+    )
+    run_logged(["cmake", "--build", str(build), "-j", "2"], "cmake build of cpp/examples")
+    bundle = bundles[("cls", True)]
+    image = write_image(tmp_path / "image.png", (50, 40), seed=11)
+    result = run_logged([str(build / "classify"), str(bundle), str(tmp_path / "image.png")], "classify")
+    _, logits_ref = reference(bundle, image)
+    z = logits_ref[0]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert [int(line.split()[0]) for line in lines] == np.argsort(-z, kind="stable")[:3].tolist()
