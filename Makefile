@@ -6,6 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP = $(VENV)/bin/python -m pip
 DEMO_DIR ?= runs/demo
+SLADKIT = $(VENV)/bin/sladkit
 
 .PHONY: demo test lint clean
 
@@ -22,16 +23,20 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch
 	touch $@
 
 demo: $(VENV)/.dev
-	$(VENV)/bin/sladkit train --out $(DEMO_DIR)/train --overwrite
-	$(VENV)/bin/sladkit export $(DEMO_DIR)/train --target jetson-orin --out $(DEMO_DIR)/jetson-orin --overwrite
-	$(VENV)/bin/sladkit export $(DEMO_DIR)/train --target cpu --out $(DEMO_DIR)/cpu --overwrite
-	$(VENV)/bin/sladkit info $(DEMO_DIR)/jetson-orin
+	$(SLADKIT) train --out $(DEMO_DIR)/train --overwrite
+	$(SLADKIT) export $(DEMO_DIR)/train --target jetson-orin --out $(DEMO_DIR)/jetson-orin --overwrite
+	$(SLADKIT) export $(DEMO_DIR)/train --target cpu --out $(DEMO_DIR)/cpu --overwrite
+	$(SLADKIT) export $(DEMO_DIR)/train --target cpu --model teacher --precision fp32 --out $(DEMO_DIR)/teacher-cpu --overwrite
+	$(SLADKIT) info $(DEMO_DIR)/jetson-orin
+	$(SLADKIT) profile $(DEMO_DIR)/teacher-cpu $(DEMO_DIR)/cpu --batch 1,8 --data synthetic \
+		--json $(DEMO_DIR)/profile.json --plot $(DEMO_DIR)/profile.png
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check sladkit tests benchmarks tools
 	$(VENV)/bin/ruff format --check sladkit tests benchmarks tools
 
 test: lint
+	bash cpp/install_deps.sh
 	$(VENV)/bin/python -m pytest -q
 
 clean:

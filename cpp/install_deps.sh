@@ -25,8 +25,12 @@ for p in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install_deps.sh: apt-get install ${missing[*]}" >&2
-  $sudo_ apt-get update -qq
-  $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if ! log="$($sudo_ apt-get update -qq 2>&1 && $sudo_ apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" 2>&1)"; then
+    echo "$log" >&2
+    echo "install_deps.sh: apt-get install failed" >&2
+    exit 1
+  fi
 fi
 
 if [ ! -f "$header" ]; then

@@ -150,7 +150,7 @@ def test_jpeg_within_decoder_difference(infer_exe, bundles, tmp_path, baked):
     x_ref, _ = reference(bundle, image)
     fed = np.fromfile(inputs, x_ref.dtype).reshape(x_ref.shape)
     levels = np.abs(fed.astype(np.float64) - x_ref) * (1 if baked else 255 * 0.229)  # in 8-bit levels (ca.)
-    assert levels.max() <= 4 and levels.mean() < 0.5, (levels.max(), levels.mean())
+    assert levels.max() <= 6 and levels.mean() < 0.5, (levels.max(), levels.mean())
     # The model ran on exactly what was fed:
     manifest = json.loads((bundle / "manifest.json").read_text())
     expected = _session(bundle / "model.onnx").run(None, {manifest["input"]["name"]: fed[None]})[0]
