@@ -201,6 +201,9 @@ def _batch_list(ctx, param, value: str) -> tuple[int, ...]:
 @click.option(
     "--plot", type=click.Path(dir_okay=False), help="Write a PNG of latency distributions and accuracy."
 )
+@click.option(
+    "--layers", is_flag=True, help="Per-layer times (ONNX Runtime's profiler, TensorRT's IProfiler)."
+)
 @click.option("--list-backends", is_flag=True, help="Show which backends are usable here and why not.")
 def profile(
     artifacts,
@@ -214,6 +217,7 @@ def profile(
     eval_images,
     json_path,
     plot,
+    layers,
     list_backends,
 ):
     """Latency percentiles, throughput, memory, power and accuracy of bundles, ONNX files, engines or runs.
@@ -232,7 +236,7 @@ def profile(
     click.echo(
         run_profile(
             list(artifacts), batches=batches, warmup=warmup, iterations=iterations, duration=duration, threads=threads,
-            backend=backend, data=data, eval_images=eval_images, json_path=json_path, plot=plot,
+            backend=backend, data=data, eval_images=eval_images, json_path=json_path, plot=plot, layers=layers,
         )
     )  # fmt: skip
 

@@ -22,6 +22,8 @@ Task = Literal["cls", "seg"]
 Share = Literal["ab", "a", "b", "none"]
 LayerMap = Literal["even", "first", "last"]
 Pool = Literal["cls", "avg", "cls+avg"]
+Precision = Literal["fp32", "bf16", "fp16"]
+DistBackend = Literal["auto", "gloo", "nccl"]
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -48,6 +50,9 @@ class TrainConfig:
     synthetic_val: int = _opt(500, "Validation images of the synthetic dataset.")
     image_size: int | None = _opt(None, "Input size in pixels (default: the models' own).")
     crop_scale: float = _opt(0.5, "Smallest area fraction of the random resized crop (train).")
+    augment: bool = _opt(
+        True, "Random resized crop and flip on training images (--no-augment: the eval preprocessing)."
+    )
 
     # Models
     teacher: str = _opt(TINY_TEACHER, "Teacher: a timm model name (e.g. vit_base_patch14_dinov2.lvd142m).")
@@ -85,13 +90,18 @@ class TrainConfig:
     teacher_epochs: int | None = _opt(
         None, "Epochs of a two-stage method's teacher stage (default: --epochs)."
     )
-    batch_size: int = _opt(64, "Batch size.")
+    batch_size: int = _opt(
+        64, "Global batch per optimizer step, over all processes and --accumulate steps together."
+    )
     lr_head: float = _opt(2e-3, "Learning rate of the heads.")
     lr_adapter: float = _opt(2e-3, "Learning rate of the LoRA adapters.")
     lr_backbone: float = _opt(1e-4, "Learning rate of fully fine-tuned backbones.")
     weight_decay: float = _opt(1e-4, "AdamW weight decay.")
     warmup_epochs: float = _opt(1.0, "Linear warm-up length in epochs, then cosine decay.")
     seed: int = _opt(0, "Random seed (data split, initialisation, shuffling, augmentation).")
+    precision: Precision = _opt(
+        "fp32", "Autocast precision: fp32, bf16 (GPUs and CPUs), fp16 (CUDA GPUs, with a GradScaler)."
+    )
 
     # Runtime-only (may change on --resume)
     out: str | None = _opt(None, "Run folder (default: runs/<method>-<task>, numbered if taken).")
@@ -100,9 +110,37 @@ class TrainConfig:
     resume: bool = _opt(False, "Continue the run in --out from its last checkpoint.")
     overwrite: bool = _opt(False, "Replace a run already in --out.")
     progress: bool = _opt(True, "Show a progress bar.")
+    accumulate: int = _opt(
+        1, "Split each global batch into this many forward/backward passes per process (less memory)."
+    )
+    activation_checkpointing: bool = _opt(
+        False, "Recompute the ViT blocks' activations in the backward pass (less memory, ~30% slower)."
+    )
+    cache_teacher: bool = _opt(
+        False, "Compute a frozen teacher's outputs once and reuse them (two-stage methods, --no-augment)."
+    )
+    devices: int = _opt(
+        1, "Processes on this node: GPUs (or CPU processes with --device cpu); >1 launches torchrun."
+    )
+    nnodes: int = _opt(1, "Nodes (machines) of a multi-node run; start the same command on each.")
+    node_rank: int = _opt(0, "This node's index among --nnodes (0 on the node at --master-addr).")
+    master_addr: str = _opt("127.0.0.1", "Address of node 0, reachable from every node (multi-node).")
+    master_port: int = _opt(29500, "Free TCP port on node 0 for the rendezvous (multi-node).")
+    dist_backend: DistBackend = _opt(
+        "auto", "torch.distributed backend: nccl for CUDA GPUs, gloo for CPU processes (auto)."
+    )
 
     def __post_init__(self) -> None:
-        for name in ("rank", "epochs", "batch_size", "synthetic_train", "synthetic_val"):
+        for name in (
+            "rank",
+            "epochs",
+            "batch_size",
+            "synthetic_train",
+            "synthetic_val",
+            "accumulate",
+            "devices",
+            "nnodes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
         if self.teacher_epochs is not None and self.teacher_epochs < 1:
@@ -119,6 +157,21 @@ class TrainConfig:
             raise ConfigError(f"--image-size must be at least 8 pixels, got {self.image_size}")
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other: choose one")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise ConfigError(f"--node-rank must be in [0, --nnodes={self.nnodes}), got {self.node_rank}")
+        if not 0 < self.master_port < 65536:
+            raise ConfigError(f"--master-port must be a TCP port (1-65535), got {self.master_port}")
+        split = self.devices * self.nnodes * self.accumulate
+        if self.batch_size % split:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} cannot be split evenly over {self.devices * self.nnodes} "
+                f"process(es) x --accumulate {self.accumulate}; choose a multiple of {split}"
+            )
+        if self.cache_teacher and self.augment:
+            raise ConfigError(
+                "--cache-teacher needs --no-augment: with random crops and flips the teacher sees a new image "
+                "every epoch, so its outputs cannot be reused"
+            )
         bad = [t for t in self.target_list if t not in LORA_TARGETS]
         if bad or not self.target_list:
             raise ConfigError(
@@ -147,8 +200,27 @@ class TrainConfig:
 # LoRA targets: timm ViT module name -> number of output blocks sliced independently (q, k, v for qkv).
 LORA_TARGETS = {"qkv": 3, "proj": 1, "fc1": 1, "fc2": 1}
 
-# Settings that change how a run executes, not what it computes.
-RUNTIME_ONLY = frozenset({"out", "workers", "device", "resume", "overwrite", "progress"})
+# Settings that change how a run executes, not what it computes (the global batch is --batch-size whatever
+# the number of processes and accumulation steps, so these may change when resuming).
+RUNTIME_ONLY = frozenset(
+    {
+        "out",
+        "workers",
+        "device",
+        "resume",
+        "overwrite",
+        "progress",
+        "accumulate",
+        "activation_checkpointing",
+        "cache_teacher",
+        "devices",
+        "nnodes",
+        "node_rank",
+        "master_addr",
+        "master_port",
+        "dist_backend",
+    }
+)
 
 
 def _flag(name: str) -> str:

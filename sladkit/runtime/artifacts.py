@@ -43,7 +43,9 @@ class Artifact:
 
     @property
     def name(self) -> str:
-        return f"{self.path.name}" if self.model_file is None else f"{self.path.name}:{self.model_file.name}"
+        if self.model_file is None or self.model_file == self.path:
+            return self.path.name
+        return f"{self.path.name}:{self.model_file.name}"
 
 
 PRECISION_PREFERENCE = ("model.int8-cpu.onnx", "model.onnx")

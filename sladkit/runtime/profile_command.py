@@ -6,7 +6,14 @@ from pathlib import Path
 
 from sladkit.runtime.artifacts import resolve
 from sladkit.runtime.backends import BACKENDS, list_backends
-from sladkit.runtime.profiler import ProfileConfig, format_table, profile_model, write_json, write_plot
+from sladkit.runtime.profiler import (
+    ProfileConfig,
+    example_batch,
+    format_table,
+    profile_model,
+    write_json,
+    write_plot,
+)
 
 
 def list_backends_text() -> str:
@@ -38,8 +45,29 @@ def expand(paths: list[str]) -> list[tuple[str, str | None]]:
     return items
 
 
+def format_layers(artifact: str, batch: int, layers: list[dict], top: int = 12) -> str:
+    lines = [f"slowest layers of {artifact} (batch {batch}):"]
+    for row in layers[:top]:
+        lines.append(
+            f"  {row['mean_ms']:9.4f} ms  {100 * row['share']:5.1f} %  {row['op']:<12} {row['layer']}"
+        )
+    return "\n".join(lines)
+
+
 def run_profile(
-    paths, *, batches, warmup, iterations, duration, threads, backend, data, eval_images, json_path, plot
+    paths,
+    *,
+    batches,
+    warmup,
+    iterations,
+    duration,
+    threads,
+    backend,
+    data,
+    eval_images,
+    json_path,
+    plot,
+    layers=False,
 ) -> str:
     from sladkit.runtime.backends import create_backend
     from sladkit.runtime.evaluate import evaluate
@@ -47,13 +75,17 @@ def run_profile(
 
     config = ProfileConfig(batches=tuple(batches), warmup=warmup, iterations=None if duration else iterations,
                            duration=duration, threads=threads, backend=backend, data=data)  # fmt: skip
-    rows, samples = [], {}
+    rows, samples, layer_reports = [], {}, []
     for path, model_file in expand(paths):
         artifact = resolve(path, model=model_file)
         model = RuntimeModel(artifact, create_backend(artifact, backend, threads=threads).load())
         try:
             accuracy = evaluate(model, data, limit=eval_images) if data else None
             measured = profile_model(model, config, accuracy=accuracy)
+            if layers:
+                per_layer = model.backend.layer_profile(example_batch(model, batches[0]))
+                measured[0].extra["layers"] = per_layer
+                layer_reports.append(format_layers(artifact.name, batches[0], per_layer))
         finally:
             model.close()
         for row in measured:
@@ -63,4 +95,4 @@ def run_profile(
         write_json(rows, json_path, config)
     if plot:
         write_plot(rows, samples, plot)
-    return format_table(rows)
+    return "\n\n".join([format_table(rows), *layer_reports])

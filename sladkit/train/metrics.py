@@ -2,6 +2,8 @@
 
 Linear CKA (Kornblith et al., ICML 2019): for centred features X (n, d1) and Y (n, d2),
 CKA = ‖Yᵀ X‖²_F / (‖Xᵀ X‖_F · ‖Yᵀ Y‖_F); 1 means the two representations agree up to rotation and scale.
+`CkaMoments` computes the same from sums that add up over batches and processes, so an evaluation split
+over several processes needs no gathering of features.
 """
 
 from __future__ import annotations
@@ -20,6 +22,52 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     cross = (y.T @ x).norm() ** 2
     norm = (x.T @ x).norm() * (y.T @ y).norm()
     return float(cross / norm) if norm > 0 else 0.0
+
+
+class CkaMoments:
+    """Linear CKA from float64 sums over samples: n, Σx, Σy, XᵀX, YᵀX, YᵀY (summable across processes).
+
+    Centring uses XcᵀXc = XᵀX − n·μxμxᵀ (and likewise for the others); memory is O(d²), not O(n·d).
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Add a batch of paired features x (n, d1) and y (n, d2)."""
+        x, y = x.double(), y.double()
+        batch = {
+            "n": x.new_tensor([x.shape[0]]),
+            "sx": x.sum(0),
+            "sy": y.sum(0),
+            "xx": x.T @ x,
+            "yx": y.T @ x,
+            "yy": y.T @ y,
+        }
+        for key, value in batch.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+
+    def flat(self) -> torch.Tensor:
+        """All sums in one vector (to all-reduce); `load_flat` puts a reduced one back."""
+        return torch.cat([v.flatten() for v in self.sums.values()])
+
+    def load_flat(self, flat: torch.Tensor) -> None:
+        offset = 0
+        for key, value in self.sums.items():
+            self.sums[key] = flat[offset : offset + value.numel()].view_as(value).to(value.device)
+            offset += value.numel()
+
+    def value(self) -> float:
+        s = self.sums
+        n = float(s["n"].item())
+        if n < 2:
+            raise ValueError(f"CKA needs at least 2 samples, got {n:.0f}")
+        mx, my = s["sx"] / n, s["sy"] / n
+        xx = s["xx"] - n * torch.outer(mx, mx)
+        yx = s["yx"] - n * torch.outer(my, mx)
+        yy = s["yy"] - n * torch.outer(my, my)
+        norm = xx.norm() * yy.norm()
+        return float(yx.norm() ** 2 / norm) if norm > 0 else 0.0
 
 
 class ConfusionMatrix:

@@ -122,3 +122,23 @@ def test_bad_input_is_one_line(cpu_bundle, tmp_path, args, message):
     result = invoke(*[a.format(**paths) for a in args])
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_profile_layers_lists_onnxruntime_nodes(cpu_bundle, tmp_path):
+    report = tmp_path / "layers.json"
+    result = invoke("profile", cpu_bundle / "model.onnx", "--batch", "1", "--warmup", "1", "--iterations", "3",
+                    "--layers", "--json", report)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "slowest layers of model.onnx" in result.output
+    layers = json.loads(report.read_text())["results"][0]["extra"]["layers"]
+    assert any(row["op"] in ("MatMul", "FusedMatMul", "Gemm") for row in layers)
+    assert abs(sum(row["share"] for row in layers) - 1.0) < 0.01
+    assert layers == sorted(layers, key=lambda r: -r["mean_ms"])
+
+
+def test_layers_need_a_backend_that_reports_them(run_dir):
+    result = invoke("profile", run_dir, "--batch", "1", "--warmup", "1", "--iterations", "2", "--layers")
+    assert (
+        result.exit_code == 1
+        and "per-layer profiles need the onnxruntime or tensorrt backend" in result.output
+    )

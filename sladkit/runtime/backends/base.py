@@ -7,6 +7,7 @@ Runtime, TensorRT and torch the same way.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import defaultdict
 
 import numpy as np
 
@@ -16,6 +17,21 @@ from sladkit.runtime.artifacts import Artifact
 
 class BackendError(SladkitError):
     """A backend that cannot run here or cannot run this input."""
+
+
+def summarise_layers(times: dict[str, list[float]], ops: dict[str, str], iterations: int) -> list[dict]:
+    """Per-layer mean ms per inference and share of the total, slowest first."""
+    means = {name: sum(values) / iterations for name, values in times.items()}
+    total = sum(means.values()) or 1.0
+    rows = [
+        {"layer": name, "op": ops.get(name, ""), "mean_ms": round(ms, 4), "share": round(ms / total, 4)}
+        for name, ms in means.items()
+    ]
+    return sorted(rows, key=lambda r: -r["mean_ms"])
+
+
+def layer_times() -> tuple[defaultdict, dict]:
+    return defaultdict(list), {}
 
 
 class Backend(ABC):
@@ -63,6 +79,10 @@ class Backend(ABC):
                 f"batch {batch.shape[0]} is larger than {a.name}'s optimisation profile allows ({a.batch_max}); "
                 "use a smaller batch or rebuild the engine with export --batch MIN,OPT,MAX"
             )
+
+    def layer_profile(self, batch: np.ndarray, iterations: int = 20) -> list[dict]:
+        """Per-layer times: [{"layer", "op", "mean_ms", "share"}], slowest first."""
+        raise BackendError(f"per-layer profiles need the onnxruntime or tensorrt backend, not {self.name}")
 
     def close(self) -> None:
         self.loaded = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from sladkit.runtime.artifacts import INPUT, OUTPUT
-from sladkit.runtime.backends.base import Backend, BackendError
+from sladkit.runtime.backends.base import Backend, BackendError, layer_times, summarise_layers
 
 
 def check_engine_fits(engine: str, meta: dict, tensorrt_version: str, gpu: dict) -> None:
@@ -62,6 +62,26 @@ class TensorRTBackend(Backend):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.runner.infer({INPUT: batch})[OUTPUT])
+
+    def layer_profile(self, batch: np.ndarray, iterations: int = 20) -> list[dict]:
+        """TensorRT's per-layer times through an IProfiler on the runner's execution context."""
+        import tensorrt as trt
+
+        times, ops = layer_times()
+
+        class _Profiler(trt.IProfiler):
+            def __init__(self):
+                trt.IProfiler.__init__(self)
+
+            def report_layer_time(self, layer_name, ms):
+                times[layer_name].append(ms)
+
+        self.check_input(batch)
+        self.runner.context.profiler = _Profiler()
+        for _ in range(iterations):
+            self.runner.infer({INPUT: batch})
+        self.runner.context.profiler = None
+        return summarise_layers(times, ops, iterations)
 
     def gpu_compute_ms(self) -> float | None:
         """Polygraphy's own timing of the last inference (without Python-side overhead)."""

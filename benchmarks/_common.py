@@ -1,0 +1,131 @@
+"""Helpers shared by the benchmark scripts: machine description, statistics, result files.
+
+Every script writes `<results>/<name>.json` (machine, versions, command, load averages, numbers) and
+`<results>/<name>.md` (the same as tables). Timings on a shared machine are noisy: scripts measure ratios
+within one run, interleave what they compare, take medians, and record `os.getloadavg()` before and after;
+`shared_note` says so in the result files when the load average was above 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """--results DIR and --smoke, which every benchmark takes."""
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="folder for <name>.json and .md (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, a few steps: checks that the script runs, no numbers"
+    )
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def machine_info(**extra) -> dict:
+    """CPU, cores, versions and the load average now (call at the start; `finish` adds the end)."""
+    info = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {
+            p: _version(p) for p in ("sladkit", "torch", "timm", "peft", "onnx", "onnxruntime", "numpy")
+        },
+        "loadavg_start": load_average(),
+    }
+    info.update(extra)
+    return info
+
+
+def command_line() -> str:
+    """The command that reproduces this run, from the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(ROOT)
+    except ValueError:
+        pass
+    return " ".join([".venv/bin/python", str(script), *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def shared_note(machine: dict) -> str:
+    """One sentence on the machine's load, for the .md files."""
+    loads = machine.get("loadavg_start", []) + machine.get("loadavg_end", [])
+    peak = max(loads[:1] + loads[3:4], default=0.0)  # the 1-minute averages at start and end
+    text = f"load average (1, 5, 15 min) {machine.get('loadavg_start')} at start, {machine.get('loadavg_end')} at end"
+    if peak > 1.0:
+        return (
+            f"**The machine was shared with other jobs** ({text}): absolute times are pessimistic and noisy; "
+            "ratios measured in the same run, interleaved, are the numbers to read."
+        )
+    return f"Machine idle enough ({text})."
+
+
+def spread(values: list[float]) -> dict:
+    """Median, mean, standard deviation, min and max (of a non-empty list)."""
+    values = [float(v) for v in values]
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def p10_p90(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=10, method="inclusive")
+    return q[0], q[-1]
+
+
+def write_results(results: Path, name: str, report: dict, markdown: list[str]) -> None:
+    """Write `<results>/<name>.json` and `.md`, adding the end load average to the machine record."""
+    report.setdefault("machine", {})["loadavg_end"] = load_average()
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    text = "\n".join(markdown).replace("{SHARED_NOTE}", shared_note(report["machine"]))
+    (results / f"{name}.md").write_text(text.rstrip() + "\n")
+    print(text)
+
+
+def machine_line(machine: dict) -> str:
+    v = machine["versions"]
+    return (
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"sladkit {v.get('sladkit')}, torch {v.get('torch')}, timm {v.get('timm')}, "
+        f"onnxruntime {v.get('onnxruntime')}."
+    )

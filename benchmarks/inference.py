@@ -1,0 +1,331 @@
+"""Inference speed of the student and the teacher: PyTorch eager, ONNX Runtime FP32, CPU INT8, TensorRT Q/DQ.
+
+A run of the tiny pretrained pair (SLAD, synthetic classification, `--train-epochs`) is exported twice per
+model with sladkit's public API (`sladkit.export.run`): `--target cpu --precision int8` (model.onnx FP32 +
+model.int8-cpu.onnx, ONNX Runtime dynamic INT8) and `--target jetson-orin --precision int8`
+(model.int8.onnx, the explicit Q/DQ artifact meant for TensorRT, here run on ONNX Runtime's CPU provider
+as a reference). Forms, each at batch 1 and 8 and with 1 and 2 threads:
+
+  torch-fp32   PyTorch eager on the merged model (`sladkit.runtime.load(run_dir)` for the student; the
+               teacher through `sladkit.export.merge.load_run_model(role="teacher")` + `merge_adapters`,
+               which is what the torch backend does, because `runtime.load` has no teacher option)
+  ort-fp32     model.onnx through `sladkit.runtime.load(bundle)`
+  ort-int8-cpu model.int8-cpu.onnx
+  ort-int8-qdq model.int8.onnx (TensorRT's form on the CPU: not what it is made for)
+
+Latency: median over `--repeats` rounds; in each round every form runs `--iterations` calls in turn
+(interleaved), so drifts of a shared machine hit all forms alike. Ratios against torch-fp32 (and ORT FP32).
+Achieved GFLOP/s (GOP/s for INT8): the model's multiply-add count (analytic: patch embedding, qkv, attention,
+projection, MLP, head; 2 ops per multiply-add) / latency, against this machine's peak measured in the same
+run: a 1024^3 FP32 matrix multiply in torch, and a 1024^3 uint8 x int8 MatMulInteger in ONNX Runtime, both
+with the same thread count.
+
+Run:  .venv/bin/python benchmarks/inference.py
+      .venv/bin/python benchmarks/inference.py --smoke --results /tmp/r
+Writes <results>/inference.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+WEIGHTS = _common.ROOT / "sladkit" / "models" / "weights"
+FORMS = ("torch-fp32", "ort-fp32", "ort-int8-cpu", "ort-int8-qdq")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _common.add_common_args(p)
+    p.add_argument("--repeats", type=int, default=9, help="interleaved rounds; the median is reported")
+    p.add_argument("--iterations", type=int, default=30, help="calls per form and round")
+    p.add_argument("--batches", default="1,8")
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--train-epochs", type=int, default=2, help="epochs of the run that gets exported")
+    return p.parse_args(argv)
+
+
+def train_run(args, out: Path) -> Path:
+    from sladkit.config import TrainConfig
+    from sladkit.train import run
+
+    values = dict(
+        epochs=args.train_epochs,
+        synthetic_train=64 if args.smoke else 800,
+        synthetic_val=32 if args.smoke else 300,
+        pretrained=False,
+        out=str(out),
+        progress=False,
+    )
+    if args.smoke:
+        kwargs = {"depth": 2, "init_values": 1.0}
+        values.update(teacher_kwargs=kwargs, student_kwargs=kwargs, rank=4, batch_size=16)
+    else:
+        values.update(
+            teacher_weights=str(WEIGHTS / "sladkit_vit_192_p8.safetensors"),
+            student_weights=str(WEIGHTS / "sladkit_vit_96_p8.safetensors"),
+        )
+    return run(TrainConfig(**values)).run_dir
+
+
+def export_bundles(run_dir: Path, work: Path, role: str, smoke: bool) -> dict[str, Path]:
+    from sladkit.config import ExportConfig
+    from sladkit.export import run
+
+    common = dict(
+        run_dir=str(run_dir),
+        model=role,
+        precision="int8",
+        calib_images=32 if smoke else 256,
+        eval_images=32 if smoke else 300,
+        max_accuracy_drop=100.0,  # speed only; accuracy is the quantization benchmark's
+        build_engine="never",
+    )
+    cpu = run(ExportConfig(target="cpu", out=str(work / f"{role}-cpu"), **common)).bundle
+    orin = run(ExportConfig(target="jetson-orin", out=str(work / f"{role}-orin"), **common)).bundle
+    return {"cpu": cpu, "orin": orin}
+
+
+def vit_macs(run_config: dict, role: str) -> dict:
+    """Multiply-adds of one image through the ViT + head (analytic; LayerNorm, softmax, GELU left out)."""
+    import timm
+
+    import sladkit.models.backbones  # noqa: F401  (registers the tiny models)
+
+    spec = run_config["models"][role]
+    train = run_config["train"]
+    kwargs = train[f"{role}_kwargs"]
+    model = timm.create_model(train[role], num_classes=0, img_size=run_config["image_size"], **kwargs)
+    d, depth = model.embed_dim, len(model.blocks)
+    patch = model.patch_embed.patch_size[0]
+    grid = run_config["image_size"] // patch
+    n = grid * grid + model.num_prefix_tokens
+    hidden = model.blocks[0].mlp.fc1.out_features
+    per_block = n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * hidden
+    macs = grid * grid * 3 * patch * patch * d + depth * per_block + 2 * d * run_config["num_classes"]
+    return {"embed_dim": d, "depth": depth, "tokens": n, "macs": macs, "spec": spec}
+
+
+def fp32_peak_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def int8_peak_gops(threads: int, size: int = 1024, repeats: int = 5) -> float:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.integers(-127, 128, (size, size), dtype=np.int8), "B")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])],
+        "peak",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [size, size])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [size, size])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = rng.integers(0, 256, (size, size), dtype=np.uint8)
+    session.run(None, {"A": x})
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {"A": x})
+        best = min(best, time.perf_counter() - start)
+    del onnx
+    return 2 * size**3 / best / 1e9
+
+
+class TorchTeacher:
+    """The teacher's merged PyTorch model, with the runtime model's `infer` (see the module docstring)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import torch
+
+        from sladkit.export.merge import load_run_model, merge_adapters
+
+        model, _ = load_run_model(run_dir, role="teacher")
+        self.model, self.torch = merge_adapters(model), torch
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(self.torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+    def close(self) -> None:
+        pass
+
+
+def load_forms(run_dir: Path, bundles: dict[str, Path], role: str, threads: int) -> dict:
+    from sladkit.runtime import load
+
+    eager = load(run_dir, backend="torch", threads=threads) if role == "student" else TorchTeacher(run_dir)
+    return {
+        "torch-fp32": eager,
+        "ort-fp32": load(bundles["cpu"], model="model.onnx", threads=threads),
+        "ort-int8-cpu": load(bundles["cpu"], model="model.int8-cpu.onnx", threads=threads),
+        "ort-int8-qdq": load(bundles["orin"], model="model.int8.onnx", threads=threads),
+    }
+
+
+def time_forms(forms: dict, x: np.ndarray, threads: int, repeats: int, iterations: int) -> dict[str, list]:
+    """Per-call latency (ms) of each form: one sample per round, forms interleaved within each round."""
+    import torch
+
+    samples = {name: [] for name in forms}
+    for model in forms.values():  # warm-up
+        torch.set_num_threads(threads)
+        for _ in range(3):
+            model.infer(x)
+    for _ in range(repeats):
+        for name, model in forms.items():
+            torch.set_num_threads(threads)
+            start = time.perf_counter()
+            for _ in range(iterations):
+                model.infer(x)
+            samples[name].append((time.perf_counter() - start) * 1e3 / iterations)
+    return samples
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.smoke:
+        args.repeats, args.iterations, args.train_epochs, args.threads = 2, 3, 1, "1"
+    machine = _common.machine_info()
+    started = time.perf_counter()
+    batches = [int(b) for b in args.batches.split(",")]
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    rows, peaks, models = [], {}, {}
+    with tempfile.TemporaryDirectory(prefix="sladkit-inference-") as tmp:
+        work = Path(tmp)
+        run_dir = train_run(args, work / "run")
+        run_config = json.loads((run_dir / "config.json").read_text())
+        size = run_config["image_size"]
+        for role in ("student", "teacher"):
+            bundles = export_bundles(run_dir, work, role, args.smoke)
+            models[role] = vit_macs(run_config, role)
+            for threads in thread_counts:
+                peaks.setdefault(
+                    threads, {"fp32_gflops": fp32_peak_gflops(threads), "int8_gops": int8_peak_gops(threads)}
+                )
+                forms = load_forms(run_dir, bundles, role, threads)
+                for batch in batches:
+                    x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+                    samples = time_forms(forms, x, threads, args.repeats, args.iterations)
+                    med = {name: statistics.median(v) for name, v in samples.items()}
+                    for name, values in samples.items():
+                        p10, p90 = _common.p10_p90(values)
+                        ops = 2 * models[role]["macs"] * batch / (med[name] / 1e3) / 1e9
+                        int8 = "int8" in name
+                        peak = peaks[threads]["int8_gops" if int8 else "fp32_gflops"]
+                        rows.append(
+                            {
+                                "model": role,
+                                "form": name,
+                                "threads": threads,
+                                "batch": batch,
+                                "median_ms": round(med[name], 4),
+                                "p10_ms": round(p10, 4),
+                                "p90_ms": round(p90, 4),
+                                "speedup_vs_torch": round(med["torch-fp32"] / med[name], 3),
+                                "speedup_vs_ort_fp32": round(med["ort-fp32"] / med[name], 3),
+                                "achieved_gops": round(ops, 2),
+                                "peak_gops": round(peak, 1),
+                                "fraction_of_peak": round(ops / peak, 4),
+                                "fraction_of_fp32_peak": round(ops / peaks[threads]["fp32_gflops"], 4),
+                            }
+                        )
+                        print(json.dumps(rows[-1]), flush=True)
+                for model in forms.values():
+                    model.close()
+    target_rows = [
+        r for r in rows if r["model"] == "student" and r["form"] == "ort-int8-cpu" and r["batch"] == 1
+    ]
+    report = {
+        "name": "inference",
+        "command": _common.command_line(),
+        "machine": machine,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "total_s": round(time.perf_counter() - started, 1),
+        "models": {k: {kk: vv for kk, vv in v.items() if kk != "spec"} for k, v in models.items()},
+        "peaks": {str(k): {kk: round(vv, 1) for kk, vv in v.items()} for k, v in peaks.items()},
+        "targets": [
+            {
+                "target": f"student CPU INT8 >= 2x ONNX Runtime FP32 at batch 1 ({r['threads']} thread(s))",
+                "met": r["speedup_vs_ort_fp32"] >= 2.0,
+                "detail": f"{r['speedup_vs_ort_fp32']:.2f}x",
+            }
+            for r in target_rows
+        ],
+        "rows": rows,
+    }
+    _common.write_results(args.results, "inference", report, markdown(report))
+    return report
+
+
+def markdown(report: dict) -> list[str]:
+    a, m = report["args"], report["models"]
+    lines = ["# Inference: student and teacher, PyTorch eager / ONNX Runtime FP32 / INT8", ""]
+    if a["smoke"]:
+        lines += ["**Smoke run: tiny random models, numbers mean nothing.**", ""]
+    lines += [
+        _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
+        "",
+        f"Command: `{report['command']}`. Median over {a['repeats']} interleaved rounds of {a['iterations']} "
+        f"calls (p10–p90 over rounds in brackets). Random-normal inputs of the run's image size. "
+        f"Benchmark time {report['total_s'] / 60:.1f} min.",
+        "",
+        "Models: "
+        + "; ".join(
+            f"{role}: width {v['embed_dim']}, depth {v['depth']}, {v['tokens']} tokens, "
+            f"{v['macs'] / 1e6:.1f} M multiply-adds per image"
+            for role, v in m.items()
+        )
+        + ".",
+        "",
+        "Peaks measured in this run (best of 5, 1024³): "
+        + "; ".join(
+            f"{t} thread(s): FP32 {p['fp32_gflops']} GFLOP/s (torch mm), INT8 {p['int8_gops']} GOP/s "
+            "(ORT MatMulInteger)"
+            for t, p in report["peaks"].items()
+        )
+        + ". Fraction of peak: FP32 forms against the FP32 peak, INT8 forms against the INT8 peak.",
+        "",
+        "| model | threads | batch | form | median ms (p10–p90) | vs torch | vs ORT FP32 | G(FL)OP/s | of peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['threads']} | {r['batch']} | {r['form']} | {r['median_ms']:.3f} "
+            f"({r['p10_ms']:.3f}–{r['p90_ms']:.3f}) | {r['speedup_vs_torch']:.2f}x | "
+            f"{r['speedup_vs_ort_fp32']:.2f}x | {r['achieved_gops']:.1f} | {100 * r['fraction_of_peak']:.1f} % |"
+        )
+    lines += ["", "## Targets", "", "| target | met | numbers |", "|---|---|---|"]
+    for t in report["targets"]:
+        lines.append(f"| {t['target']} | {'yes' if t['met'] else '**no**'} | {t['detail']} |")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""INT8 accuracy against FP32 on the downstream tasks: per calibration method, with and without the
+sensitivity fallback, and the time calibration takes.
+
+One SLAD run per task (tiny pretrained pair from the shipped weight files, synthetic classification and
+segmentation) is exported with sladkit's public API (`sladkit.export.run(ExportConfig(...))`):
+
+- `--target jetson-orin --precision int8` (explicit Q/DQ for TensorRT, evaluated on ONNX Runtime) for
+  each `--calib-method` (entropy, minmax, percentile), once without the fallback (`--max-accuracy-drop`
+  100: every block quantized) and once with it (`--max-accuracy-drop` = `--budget`, 0.5 points by default:
+  the most sensitive blocks are kept in float until the drop fits, or export fails and says so);
+- `--target cpu --precision int8` (ONNX Runtime dynamic INT8: no calibration).
+
+The numbers are the bundle manifest's checks (INT8 vs FP32 metric on the validation split, top-1 / pixel
+agreement, blocks kept in float) and its calibration time.
+
+Run:  .venv/bin/python benchmarks/quantization.py
+      .venv/bin/python benchmarks/quantization.py --smoke --results /tmp/r
+Writes <results>/quantization.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+WEIGHTS = _common.ROOT / "sladkit" / "models" / "weights"
+CALIB_METHODS = ("entropy", "minmax", "percentile")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _common.add_common_args(p)
+    p.add_argument("--tasks", default="cls,seg")
+    p.add_argument("--train-epochs", type=int, default=5)
+    p.add_argument("--train-images", type=int, default=800)
+    p.add_argument("--val-images", type=int, default=500, help="validation images = the accuracy check set")
+    p.add_argument("--calib-images", type=int, default=512)
+    p.add_argument("--budget", type=float, default=0.5, help="--max-accuracy-drop of the fallback exports")
+    return p.parse_args(argv)
+
+
+def train_run(args, task: str, out: Path) -> Path:
+    from sladkit.config import TrainConfig
+    from sladkit.train import run
+
+    values = dict(
+        task=task,
+        epochs=args.train_epochs,
+        synthetic_train=args.train_images,
+        synthetic_val=args.val_images,
+        pretrained=False,
+        out=str(out),
+        progress=False,
+    )
+    if args.smoke:
+        kwargs = {"depth": 2, "init_values": 1.0}
+        values.update(teacher_kwargs=kwargs, student_kwargs=kwargs, rank=4, batch_size=16)
+    else:
+        values.update(
+            teacher_weights=str(WEIGHTS / "sladkit_vit_192_p8.safetensors"),
+            student_weights=str(WEIGHTS / "sladkit_vit_96_p8.safetensors"),
+        )
+    return run(TrainConfig(**values)).run_dir
+
+
+def export(args, run_dir: Path, out: Path, **options) -> dict:
+    """One export; the manifest's INT8 numbers, or the error when the gate refuses."""
+    from sladkit.config import ExportConfig
+    from sladkit.errors import SladkitError
+    from sladkit.export import run
+
+    config = ExportConfig(
+        run_dir=str(run_dir),
+        out=str(out),
+        precision="int8",
+        calib_images=args.calib_images,
+        eval_images=args.val_images,
+        build_engine="never",
+        **options,
+    )
+    t0 = time.perf_counter()
+    try:
+        manifest = run(config).manifest
+    except SladkitError as e:
+        return {"ok": False, "error": str(e), "export_s": round(time.perf_counter() - t0, 2)}
+    checks = manifest["checks"]
+    gate = checks.get("int8_vs_fp32") or checks.get("int8_cpu_vs_fp32")
+    calibration = manifest.get("calibration") or {}
+    return {
+        "ok": True,
+        "fp32": gate["fp32_metric"],
+        "int8": gate["int8_metric"],
+        "drop_points": gate["drop_points"],
+        "agreement": gate["top1_agreement"],
+        "float_blocks": gate["float_blocks"],
+        "calibration_s": calibration.get("seconds"),
+        "calibration_images": calibration.get("images"),
+        "export_s": round(time.perf_counter() - t0, 2),
+    }
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.smoke:
+        args.train_epochs, args.train_images, args.val_images, args.calib_images = 1, 48, 32, 16
+    machine = _common.machine_info()
+    started = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sladkit-quant-") as tmp:
+        work = Path(tmp)
+        for task in args.tasks.split(","):
+            run_dir = train_run(args, task, work / f"run-{task}")
+            cases = [
+                (method, fallback)
+                for method in (CALIB_METHODS[:1] if args.smoke else CALIB_METHODS)
+                for fallback in (False, True)
+            ]
+            for method, fallback in cases:
+                budget = args.budget if fallback else 100.0
+                row = export(
+                    args,
+                    run_dir,
+                    work / f"{task}-{method}-{fallback}",
+                    target="jetson-orin",
+                    calib_method=method,
+                    max_accuracy_drop=budget,
+                )
+                rows.append({"task": task, "artifact": "qdq", "calib": method, "fallback": fallback, **row})
+                print(json.dumps(rows[-1]), flush=True)
+            row = export(args, run_dir, work / f"{task}-cpu", target="cpu", max_accuracy_drop=100.0)
+            rows.append({"task": task, "artifact": "cpu-dynamic", "calib": "-", "fallback": False, **row})
+            print(json.dumps(rows[-1]), flush=True)
+    cpu_rows = [r for r in rows if r["artifact"] == "cpu-dynamic" and r["ok"]]
+    report = {
+        "name": "quantization",
+        "command": _common.command_line(),
+        "machine": machine,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "total_s": round(time.perf_counter() - started, 1),
+        "targets": [
+            {
+                "target": f"{r['task']}: CPU INT8 accuracy drop <= 0.5 points",
+                "met": r["drop_points"] <= 0.5,
+                "detail": f"{r['fp32']:.2f} -> {r['int8']:.2f} ({r['drop_points']:+.2f})",
+            }
+            for r in cpu_rows
+        ],
+        "rows": rows,
+    }
+    _common.write_results(args.results, "quantization", report, markdown(report))
+    return report
+
+
+def markdown(report: dict) -> list[str]:
+    a = report["args"]
+    lines = ["# Quantization: INT8 against FP32 on the downstream tasks", ""]
+    if a["smoke"]:
+        lines += ["**Smoke run: tiny random models, numbers mean nothing.**", ""]
+    lines += [
+        _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
+        "",
+        f"Command: `{report['command']}`. One SLAD run per task ({a['train_epochs']} epochs, "
+        f"{a['train_images']} training images), the student exported; INT8 vs FP32 on {a['val_images']} "
+        f"validation images; {a['calib_images']} calibration images (training split). Fallback: "
+        f"`--max-accuracy-drop {a['budget']}` (without: 100, nothing kept in float). Metric: top-1 % (cls), "
+        f"mIoU % (seg); agreement: share of images (pixels) with the same class. "
+        f"Benchmark time {report['total_s'] / 60:.1f} min.",
+        "",
+        "| task | artifact | calibration | fallback | FP32 | INT8 | drop (points) | agreement % | blocks in float | calibration s | export s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        head = f"| {r['task']} | {r['artifact']} | {r['calib']} | {'yes' if r['fallback'] else 'no'} "
+        if not r["ok"]:
+            lines.append(head + f"| export refused: {r['error']} | | | | | | {r['export_s']} |")
+            continue
+        blocks = ", ".join(r["float_blocks"]) or "–"
+        calib = "–" if r["calibration_s"] is None else f"{r['calibration_s']}"
+        lines.append(
+            head + f"| {r['fp32']:.2f} | {r['int8']:.2f} | {r['drop_points']:+.2f} | {r['agreement']:.1f} "
+            f"| {blocks} | {calib} | {r['export_s']} |"
+        )
+    lines += ["", "## Targets", "", "| target | met | numbers |", "|---|---|---|"]
+    for t in report["targets"]:
+        lines.append(f"| {t['target']} | {'yes' if t['met'] else '**no**'} | {t['detail']} |")
+    return lines
+
+
+if __name__ == "__main__":
+    main()
