@@ -311,7 +311,9 @@ def launch(config: TrainConfig) -> bool:
     # torchrun forwards SIGINT/SIGTERM to the workers, which need time to finish a step and checkpoint.
     if hasattr(args, "shutdown_timeout"):
         args.shutdown_timeout = max(args.shutdown_timeout or 0, 120)
-    saved = {name: signal.getsignal(getattr(signal, name)) for name in _AGENT_SIGNALS if hasattr(signal, name)}
+    saved = {
+        name: signal.getsignal(getattr(signal, name)) for name in _AGENT_SIGNALS if hasattr(signal, name)
+    }
     started = time.time()
     try:
         torchrun(args)
@@ -386,9 +388,6 @@ def interrupted_from_checkpoint(out: Path, *, since: float = 0.0, signal_name: s
     if state is not None and state.get("interrupted") and path.stat().st_mtime >= since:
         return TrainingInterrupted(state["global_step"], quiet=True)  # rank 0 said so already
     what = f"{signal_name} " if signal_name else ""
-    error = TrainingError(
-        f"stopped by {what}before the workers wrote a checkpoint; {checkpoint_note(out)}"
-    )
+    error = TrainingError(f"stopped by {what}before the workers wrote a checkpoint; {checkpoint_note(out)}")
     error.exit_code = 128 + getattr(signal, signal_name, signal.SIGINT) if signal_name else 1
     return error
-

@@ -1,12 +1,19 @@
-"""The training loop: stages of a method, epochs, evaluation, checkpoints.
+"""The training loop: stages of a method, epochs, steps, evaluation, checkpoints.
 
-One training step reads top to bottom: teacher forward, student forward, losses, backward, step.
-Every epoch starts from a seed derived from (seed, stage, epoch), so a run resumed from an
-end-of-epoch checkpoint continues exactly as the uninterrupted run would have.
+One training step reads top to bottom: teacher forward, student forward, losses, backward, step. With
+several processes the two forward passes run inside DistributedDataParallel (`StageForward` is what it
+wraps), which averages the gradients of every process's shard of the global batch; with `--accumulate`
+each process splits its shard into micro-batches.
+
+Reproducibility (`sladkit.train.batching`): an epoch's image order comes from (seed, stage, epoch), an
+image's augmentation from (epoch seed, image index), a forward pass's dropout from (epoch seed, step,
+micro-batch, rank). A run resumed from any checkpoint (an epoch end, or the step a stop signal finished,
+`sladkit.train.interrupt`) therefore continues exactly as the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -17,16 +24,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
+from torch.utils.data import DataLoader, Subset
 
 from sladkit._atomic import atomic_write_text
 from sladkit.config import TrainConfig
 from sladkit.errors import TrainingError
 from sladkit.models.pair import TeacherStudent
 from sladkit.train import checkpoint as ckpt
+from sladkit.train.batching import SeededImages, epoch_indices, mix_seed, plan_batches, shard_indices
+from sladkit.train.distributed import DistContext
+from sladkit.train.interrupt import StopSignals, TrainingInterrupted, ignore_sigint_in_worker
 from sladkit.train.losses import kd_loss, task_loss
 from sladkit.train.methods import Method, Stage
-from sladkit.train.metrics import ConfusionMatrix, linear_cka, metric_name
+from sladkit.train.metrics import CkaMoments, ConfusionMatrix, metric_name
+from sladkit.train.precision import autocast, checkpoint_blocks, grad_scaler, half_frozen_base
+from sladkit.train.teacher_cache import compute_teacher_cache, upsample_like
+
+LOSS_TERMS = ("loss_student", "loss_teacher", "loss_kd")
+RNG_SCHEME = (
+    "order: DistributedSampler seeded from (seed, stage, epoch); augmentation: torch reseeded per image "
+    "from (epoch seed, index); dropout: torch reseeded per micro-batch from (epoch seed, step, micro, rank)"
+)
 
 
 def epoch_seed(seed: int, stage: int, epoch: int) -> int:
@@ -82,6 +101,8 @@ class Progress:
     epoch: int = 0  # epochs completed in the current stage
     step: int = 0  # optimizer steps in the current stage
     global_step: int = 0
+    epoch_step: int = 0  # optimizer steps done in the current epoch (> 0 only in an interrupted epoch)
+    epoch_sums: dict[str, float] = field(default_factory=dict)  # loss sums of those steps
     best_metric: float | None = None
     best_epoch: int | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -90,9 +111,52 @@ class Progress:
     def from_dict(cls, d: dict) -> Progress:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
+    @property
+    def fresh(self) -> bool:
+        return self.global_step == 0 and self.stage_index == 0 and self.epoch == 0
+
+
+class StageForward(nn.Module):
+    """One stage's forward passes over the pair, `(teacher logits, student logits)`: what DDP wraps.
+
+    Both models live in this one module, so a parameter the student reads through a shared view is
+    registered (and its gradient all-reduced) once. A model the stage does not run yields None.
+    """
+
+    def __init__(
+        self, pair: TeacherStudent, stage: Stage, student: str, teacher_cache: torch.Tensor | None = None
+    ) -> None:
+        super().__init__()
+        self.pair = pair
+        self.stage = stage
+        self.student_mode = student
+        self.teacher_cache = teacher_cache  # (images, classes[, h, w]) on the CPU; a plain attribute
+
+    def forward(self, images: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        return self.forward_teacher(images, index), self.forward_student(images)
+
+    def forward_teacher(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor | None:
+        teacher, mode = self.pair.teacher, self.stage.teacher
+        if mode == "none":
+            return None
+        if mode == "frozen":
+            if self.teacher_cache is not None:
+                cached = self.teacher_cache[index.cpu()].to(images.device, non_blocking=True)
+                return upsample_like(cached, images)
+            with torch.no_grad():
+                return teacher(images)
+        if mode == "probe":
+            with torch.no_grad():
+                tokens = teacher.backbone.forward_features(images)
+            return teacher.head(tokens, out_size=images.shape[-2:])
+        return teacher(images)
+
+    def forward_student(self, images: torch.Tensor) -> torch.Tensor | None:
+        return self.pair.student(images) if self.student_mode != "none" else None
+
 
 class Trainer:
-    """Runs the stages of `method` on `pair`, writing metrics and checkpoints into `run_dir`."""
+    """Runs the stages of `method` on `pair`; rank 0 writes metrics and checkpoints into `run_dir`."""
 
     def __init__(
         self,
@@ -105,49 +169,77 @@ class Trainer:
         run_dir: Path,
         *,
         teacher_backbone_saved: bool,
+        dist: DistContext | None = None,
+        stop: StopSignals | None = None,
+        resume_state: dict | None = None,
     ) -> None:
         self.config = config
         self.method = method
-        self.pair = pair
         self.train_set = train_set
         self.val_set = val_set
         self.num_classes = num_classes
         self.run_dir = run_dir
         self.teacher_backbone_saved = teacher_backbone_saved
-        self.device = torch.device(_resolve_device(config.device))
+        self.dist = dist or DistContext(device=torch.device("cpu"))
+        self.stop = stop or StopSignals()
+        self.resume_state = resume_state or {}
+        self.device = self.dist.device
         self.metric = metric_name(config.task)
-        self.pair.to(self.device)
+        self.plan = plan_batches(
+            len(train_set), config.batch_size, world_size=self.dist.world_size, accumulate=config.accumulate
+        )
+        if config.activation_checkpointing:
+            checkpoint_blocks(pair.teacher.backbone)
+            checkpoint_blocks(pair.student.backbone)
+        if self.dist.distributed and self.device.type == "cuda" and config.task == "seg":
+            # The segmentation heads' BatchNorm sees the whole micro-step batch, as in one process.
+            pair = nn.SyncBatchNorm.convert_sync_batchnorm(pair)
+        self.pair = pair.to(self.device)
+        self.teacher_cache: torch.Tensor | None = None
+
+    def autocast(self):
+        return autocast(self.config.precision, self.device)
 
     # ---------------------------------------------------------------- stages and epochs
     def fit(self, progress: Progress) -> Progress:
-        if progress.stage_index == 0 and progress.epoch == 0:
+        if progress.fresh and progress.epoch_step == 0:
             first = self.method.stages[0]
             self.log_metrics(self.evaluate(first), progress, stage=first, extra={})
         while progress.stage_index < len(self.method.stages):
             stage = self.method.stages[progress.stage_index]
             epochs = self.stage_epochs(stage)
+            self.set_trainable(stage)
+            self.prepare_teacher(stage)
             optimizer = torch.optim.AdamW(
                 param_groups(self.pair, stage, self.config), weight_decay=self.config.weight_decay
             )
             for group in optimizer.param_groups:
                 group["base_lr"] = group["lr"]
-            if progress.epoch > 0:
+            scaler = grad_scaler(self.config.precision, self.device)
+            if progress.epoch > 0 or progress.epoch_step > 0:
                 ckpt.load_optimizer_state(self.run_dir / "checkpoints" / "last", optimizer)
-            self.set_trainable(stage)
+                if self.resume_state.get("scaler"):
+                    scaler.load_state_dict(self.resume_state["scaler"])
+            model = self.wrap(
+                StageForward(self.pair, stage, student_mode(stage, self.config), self.teacher_cache)
+            )
             while progress.epoch < epochs:
                 started = time.perf_counter()
-                train_stats = self.train_epoch(stage, optimizer, progress, epochs)
+                train_stats = self.train_epoch(stage, model, optimizer, scaler, progress, epochs)
                 metrics = self.evaluate(stage)
                 progress.epoch += 1
+                progress.epoch_step, progress.epoch_sums = 0, {}
                 improved = self.track_best(stage, metrics, progress)
-                progress.stage_seconds[stage.name] = (
-                    progress.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started
-                )
+                self.add_seconds(stage, progress, started)
                 self.log_metrics(metrics, progress, stage=stage, extra=train_stats)
-                self.save(optimizer, progress, best=improved)
+                self.save(optimizer, scaler, progress, best=improved)
+                if self.dist.any(self.stop.requested):  # a signal during the evaluation: stop here
+                    raise TrainingInterrupted(progress.global_step, quiet=not self.dist.is_main)
+            del model  # its DDP hooks go with it; the next stage trains other parameters
             progress.stage_index += 1
             progress.epoch = 0
             progress.step = 0
+            self.teacher_cache = None
         return progress
 
     def stage_epochs(self, stage: Stage) -> int:
@@ -161,6 +253,37 @@ class Trainer:
             for p in group["params"]:
                 p.requires_grad_(True)
 
+    def prepare_teacher(self, stage: Stage) -> None:
+        """Half-precision frozen teacher base (mixed precision) and the teacher cache, where they apply."""
+        c = self.config
+        if stage.teacher != "ft" and not self.teacher_backbone_saved:
+            half_frozen_base(self.pair.teacher.backbone, c.precision)
+        if c.cache_teacher and stage.teacher == "frozen":
+            started = time.perf_counter()
+            self.teacher_cache = compute_teacher_cache(
+                self.pair.teacher,
+                self.train_set,
+                self.dist,
+                batch_size=self.plan.per_process,
+                workers=c.workers,
+                autocast=self.autocast,
+            )
+            if self.dist.is_main:
+                print(
+                    f"cached the teacher's outputs for {len(self.train_set)} images in "
+                    f"{time.perf_counter() - started:.1f}s",
+                    file=sys.stderr,
+                )
+
+    def wrap(self, module: StageForward) -> nn.Module:
+        """DistributedDataParallel over the parameters this stage trains (they all get gradients)."""
+        if not self.dist.distributed:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
+
     def set_modes(self, stage: Stage) -> None:
         teacher, student = self.pair.teacher, self.pair.student
         teacher.train(stage.teacher in ("lora", "ft"))
@@ -168,65 +291,113 @@ class Trainer:
             teacher.head.train()
         student.train(student_mode(stage, self.config) != "none")
 
-    def loader(self, dataset, *, shuffle: bool, seed: int = 0) -> DataLoader:
-        generator = torch.Generator().manual_seed(seed)
-        drop_last = shuffle and len(dataset) > self.config.batch_size
-        return DataLoader(
-            dataset,
-            batch_size=self.config.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            num_workers=self.config.workers,
-            generator=generator,
-        )
+    def add_seconds(self, stage: Stage, progress: Progress, started: float) -> None:
+        seconds = progress.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started
+        progress.stage_seconds[stage.name] = seconds
 
     # ---------------------------------------------------------------- one epoch
-    def train_epoch(self, stage: Stage, optimizer, progress: Progress, epochs: int) -> dict:
+    def train_loader(self, seed: int, start_step: int) -> DataLoader:
+        indices = epoch_indices(
+            len(self.train_set), self.plan, seed=seed, rank=self.dist.rank, start_step=start_step
+        )
+        return DataLoader(
+            SeededImages(self.train_set, seed),
+            batch_size=self.plan.micro_batch,
+            sampler=indices,
+            num_workers=self.config.workers,
+            worker_init_fn=ignore_sigint_in_worker if self.config.workers else None,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def train_epoch(self, stage: Stage, model, optimizer, scaler, progress: Progress, epochs: int) -> dict:
+        plan = self.plan
         seed = epoch_seed(self.config.seed, progress.stage_index, progress.epoch)
-        seed_everything(seed)
-        loader = self.loader(self.train_set, shuffle=True, seed=seed)
-        total = epochs * len(loader)
-        warmup = max(1, round(self.config.warmup_epochs * len(loader)))
+        loader = self.train_loader(seed, progress.epoch_step)
+        total = epochs * plan.steps
+        warmup = max(1, round(self.config.warmup_epochs * plan.steps))
         self.set_modes(stage)
-        sums = {"loss": 0.0, "loss_student": 0.0, "loss_teacher": 0.0, "loss_kd": 0.0}
+        sums = dict.fromkeys(("loss", *LOSS_TERMS), 0.0) | progress.epoch_sums
         images_seen, started = 0, time.perf_counter()
-        bar = self.progress_bar(loader, stage, progress, epochs)
-        for images, target in bar:
-            images, target = images.to(self.device), target.to(self.device)
+        steps = self.progress_bar(_chunks(loader, plan.accumulate), stage, progress, epochs)
+        for micro_batches in steps:
             factor = lr_factor(progress.step, total, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
 
-            losses = self.step_losses(stage, images, target)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise self.non_finite_loss(loss, stage, progress)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            losses, stop = self.train_step(stage, model, optimizer, scaler, micro_batches, seed, progress)
 
             progress.step += 1
             progress.global_step += 1
-            images_seen += images.shape[0]
-            sums["loss"] += loss.item()
+            progress.epoch_step += 1
+            images_seen += plan.global_batch
             for name, value in losses.items():
-                sums[name] += value.item()
+                sums[name] += value
             rate = images_seen / (time.perf_counter() - started)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
-        steps = max(1, len(loader))
-        stats = {k: v / steps for k, v in sums.items()}
+            if hasattr(steps, "set_postfix"):
+                steps.set_postfix(loss=f"{losses['loss']:.3f}", img_s=f"{rate:.0f}")
+            if stop:
+                self.interrupt(stage, optimizer, scaler, progress, sums, started)
+        stats = {k: v / max(1, plan.steps) for k, v in sums.items()}
         stats["lr"] = optimizer.param_groups[0]["lr"]
-        stats["images_per_s"] = images_seen / (time.perf_counter() - started)
+        stats["images_per_s"] = images_seen / (time.perf_counter() - started)  # all processes together
         return stats
 
-    def step_losses(
-        self, stage: Stage, images: torch.Tensor, target: torch.Tensor
+    def train_step(
+        self, stage: Stage, model, optimizer, scaler, micro_batches, seed: int, progress: Progress
+    ) -> tuple[dict[str, float], bool]:
+        """One optimizer step over a global batch (this process's micro-batches of it).
+
+        Returns the losses averaged over the global batch and whether a stop signal reached any rank.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        local = torch.zeros(2 + len(LOSS_TERMS), device=self.device)  # [non-finite, loss, terms...]
+        for micro, (images, target, index) in enumerate(micro_batches):
+            last = micro == len(micro_batches) - 1
+            images, target = images.to(self.device), target.to(self.device)
+            torch.manual_seed(mix_seed(seed, progress.epoch_step, micro, self.dist.rank))  # dropout
+            with self.no_sync(model, last):
+                with self.autocast():
+                    teacher_logits, student_logits = model(images, index)  # teacher, student forward
+                losses = self.stage_losses(stage, teacher_logits, student_logits, target)
+                loss = sum(losses.values())
+                terms = [losses.get(t, loss.new_zeros(())) for t in LOSS_TERMS]
+                local += torch.stack([(~torch.isfinite(loss)).float(), loss, *terms]).detach()
+                if last:  # all ranks agree before the gradients are all-reduced
+                    totals, stop = self.reduce_step(local)
+                    if not math.isfinite(totals["loss"]):
+                        raise self.non_finite_loss(totals["loss"], stage, progress)
+                scaler.scale(loss / self.plan.accumulate).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return totals, stop
+
+    def reduce_step(self, local: torch.Tensor) -> tuple[dict[str, float], bool]:
+        """Sum a step's [non-finite, losses...] over the ranks, with this rank's stop flag."""
+        flags = torch.cat([local, local.new_tensor([float(self.stop.requested)])])
+        values = self.dist.all_reduce_sum(flags).tolist()
+        count = self.plan.world_size * self.plan.accumulate  # micro-batches of equal size per step
+        totals = {name: v / count for name, v in zip(("loss", *LOSS_TERMS), values[1:-1], strict=True)}
+        if values[0] > 0 and math.isfinite(totals["loss"]):
+            totals["loss"] = math.nan
+        return totals, values[-1] > 0
+
+    def no_sync(self, model, last: bool):
+        """Skip DDP's gradient all-reduce on all but the last micro-batch of a step."""
+        if last or not hasattr(model, "no_sync"):
+            return contextlib.nullcontext()
+        return model.no_sync()
+
+    def stage_losses(
+        self,
+        stage: Stage,
+        teacher_logits: torch.Tensor | None,
+        student_logits: torch.Tensor | None,
+        target: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Teacher forward, student forward, the stage's loss terms (weighted)."""
+        """The stage's loss terms (weighted), in float32 whatever the autocast precision."""
         c = self.config
-        teacher_logits = self.forward_teacher(stage, images)
-        student_logits = self.pair.student(images) if student_mode(stage, c) != "none" else None
+        teacher_logits = None if teacher_logits is None else teacher_logits.float()
+        student_logits = None if student_logits is None else student_logits.float()
         losses = {}
         if stage.student_loss:
             losses["loss_student"] = c.lambda_s * task_loss(student_logits, target)
@@ -237,60 +408,74 @@ class Trainer:
             losses["loss_kd"] = c.lambda_kd * kd_loss(student_logits, teacher_kd, target, c.temperature)
         return losses
 
-    def non_finite_loss(self, loss: torch.Tensor, stage: Stage, progress: Progress) -> TrainingError:
+    def non_finite_loss(self, value: float, stage: Stage, progress: Progress) -> TrainingError:
         last = self.run_dir / "checkpoints" / "last"
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
         return TrainingError(
-            f"the loss became {loss.item()} at step {progress.global_step + 1} (stage {stage.name}, "
+            f"the loss became {value} at step {progress.global_step + 1} (stage {stage.name}, "
             f"epoch {progress.epoch + 1}); {kept}; lower --lr-adapter/--lr-head/--lr-backbone and "
             "start again with --overwrite"
         )
 
-    def forward_teacher(self, stage: Stage, images: torch.Tensor) -> torch.Tensor | None:
-        teacher = self.pair.teacher
-        if stage.teacher == "none":
-            return None
-        if stage.teacher == "frozen":
-            with torch.no_grad():
-                return teacher(images)
-        if stage.teacher == "probe":
-            with torch.no_grad():
-                tokens = teacher.backbone.forward_features(images)
-            return teacher.head(tokens, out_size=images.shape[-2:])
-        return teacher(images)
+    def interrupt(self, stage: Stage, optimizer, scaler, progress: Progress, sums: dict, started: float):
+        """Every rank got here after the same step: checkpoint mid-epoch, then stop."""
+        progress.epoch_sums = dict(sums)
+        self.add_seconds(stage, progress, started)
+        self.save(optimizer, scaler, progress, best=False, interrupted=True)
+        self.dist.barrier()  # no rank exits (and makes torchrun stop the others) before rank 0 has written
+        raise TrainingInterrupted(progress.global_step, quiet=not self.dist.is_main)
 
-    def progress_bar(self, loader, stage: Stage, progress: Progress, epochs: int):
-        if not (self.config.progress and sys.stderr.isatty()):
-            return loader
+    def progress_bar(self, steps, stage: Stage, progress: Progress, epochs: int):
+        if not (self.config.progress and self.dist.is_main and sys.stderr.isatty()):
+            return steps
         from tqdm import tqdm
 
         desc = f"{stage.name} {progress.epoch + 1}/{epochs}"
-        return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+        return tqdm(
+            steps, desc=desc, total=self.plan.steps - progress.epoch_step, leave=False, dynamic_ncols=True
+        )
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self, stage: Stage) -> dict:
         """Student and teacher metric on the validation split, and linear CKA of their pooled features.
 
-        A model not trained in `stage` (the student during a teacher stage, the teacher of student-only)
-        gets no metric; CKA is always measured.
+        Each process evaluates every world_size-th image; confusion matrices and CKA sums are added up
+        over the processes. A model not trained in `stage` (the student during a teacher stage, the
+        teacher of student-only) gets no metric; CKA is always measured.
         """
         self.pair.eval()
+        self.dist.broadcast_buffers(self.pair)  # BatchNorm statistics: rank 0's, as in the checkpoint
         matrices = {role: ConfusionMatrix(self.num_classes) for role in ("teacher", "student")}
-        features = {"teacher": [], "student": []}
-        for images, target in self.loader(self.val_set, shuffle=False):
+        cka = CkaMoments()
+        for images, target in self.val_loader():
             images, target = images.to(self.device), target.to(self.device)
+            pooled = {}
             for role in ("teacher", "student"):
-                logits, pooled = getattr(self.pair, role).forward_with_features(images)
+                with self.autocast():
+                    logits, pooled[role] = getattr(self.pair, role).forward_with_features(images)
                 matrices[role].update(logits, target)
-                features[role].append(pooled.float().cpu())
+            cka.update(pooled["teacher"].float(), pooled["student"].float())
+        for m in matrices.values():
+            self.dist.all_reduce_sum(m.matrix)
+        cka.load_flat(self.dist.all_reduce_sum(cka.flat().to(self.device)))
         result = {f"{role}_{self.metric}": m.value(self.config.task) for role, m in matrices.items()}
         if stage.teacher == "none":
             result[f"teacher_{self.metric}"] = None
         if student_mode(stage, self.config) == "none":
             result[f"student_{self.metric}"] = None
-        result["cka"] = linear_cka(torch.cat(features["teacher"]), torch.cat(features["student"]))
+        result["cka"] = cka.value()
         return result
+
+    def val_loader(self) -> DataLoader:
+        mine = shard_indices(len(self.val_set), rank=self.dist.rank, world_size=self.dist.world_size)
+        return DataLoader(
+            Subset(self.val_set, mine),
+            batch_size=self.plan.per_process,
+            shuffle=False,
+            num_workers=self.config.workers,
+            worker_init_fn=ignore_sigint_in_worker if self.config.workers else None,
+        )
 
     def track_best(self, stage: Stage, metrics: dict, progress: Progress) -> bool:
         if student_mode(stage, self.config) == "none":
@@ -302,8 +487,10 @@ class Trainer:
             return True
         return False
 
-    # ---------------------------------------------------------------- outputs
+    # ---------------------------------------------------------------- outputs (rank 0)
     def log_metrics(self, metrics: dict, progress: Progress, *, stage: Stage, extra: dict) -> None:
+        if not self.dist.is_main:
+            return
         record = {"stage": stage.name, "epoch": progress.epoch, "step": progress.global_step}
         record.update(extra)
         record.update(metrics)
@@ -315,15 +502,29 @@ class Trainer:
         if record["epoch"] > 0:
             print(format_record(record, self.metric, self.stage_epochs(stage)), file=sys.stderr)
 
-    def save(self, optimizer, progress: Progress, *, best: bool) -> None:
+    def save(self, optimizer, scaler, progress: Progress, *, best: bool, interrupted: bool = False) -> None:
+        if not self.dist.is_main:
+            return
         folder = self.run_dir / "checkpoints"
         state = vars(progress).copy()
-        state["rng"] = {"scheme": "reseeded every epoch from (seed, stage, epoch)", "seed": self.config.seed}
+        state["interrupted"] = interrupted
+        state["scaler"] = scaler.state_dict()
+        state["rng"] = {"scheme": RNG_SCHEME, "seed": self.config.seed}
         ckpt.save_checkpoint(
             folder / "last", self.pair, optimizer, state, teacher_backbone=self.teacher_backbone_saved
         )
         if best:
             ckpt.copy_checkpoint(folder / "last", folder / "best")
+
+
+def _chunks(iterable, size: int):
+    """Consecutive tuples of `size` items (the micro-batches of one optimizer step)."""
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield tuple(chunk)
+            chunk = []
 
 
 def format_record(record: dict, metric: str, epochs: int) -> str:
@@ -336,13 +537,3 @@ def format_record(record: dict, metric: str, epochs: int) -> str:
         f"student {metric} {pct('student_' + metric)}  teacher {metric} {pct('teacher_' + metric)}  "
         f"CKA {record['cka']:.3f}  {record.get('images_per_s', 0):.0f} img/s"
     )
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(
-            f"--device {device} asked for, but no CUDA GPU is available here; use --device cpu"
-        )
-    return device

@@ -1,11 +1,13 @@
 """`sladkit.train.run(config)`: check every input, then train, then write the run folder.
 
-All validation (options, data, model names, weights, the pair) happens before anything is written,
-so bad input leaves the disk as it was.
+All validation (options, devices, data, model names, weights, the pair) happens before anything is
+written, so bad input leaves the disk as it was. With several processes, every rank checks its inputs
+and they agree before rank 0, the only writer, creates the run folder.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,8 +24,20 @@ from sladkit.models.backbones import preprocess_config, uses_pretrained_weights
 from sladkit.models.pair import create_pair
 from sladkit.models.peft_format import save_peft_adapter
 from sladkit.train import checkpoint as ckpt
+from sladkit.train.batching import plan_batches
+from sladkit.train.distributed import (
+    PeerFailure,
+    check_devices,
+    close_distributed,
+    init_distributed,
+    launch,
+    needs_launch,
+    report_failure,
+    under_torchrun,
+)
+from sladkit.train.interrupt import StopSignals
 from sladkit.train.loop import Progress, Trainer, seed_everything
-from sladkit.train.methods import get_method
+from sladkit.train.methods import METHODS, Method, get_method
 from sladkit.train.metrics import metric_name
 from sladkit.train.rundir import CONFIG_FILE, check_out_dir, clear_for_overwrite, default_out, trim_metrics
 
@@ -56,26 +70,121 @@ class TrainResult:
         )
 
 
-def run(config: TrainConfig) -> TrainResult:
+def run(config: TrainConfig) -> TrainResult | None:
     """Train a teacher/student pair with `config.method` and write the run folder.
 
+    With `config.devices > 1` or `config.nnodes > 1` this launches the processes through
+    `torch.distributed.run` and waits for them; started by torchrun, it is one of those processes.
+
     Returns:
-        TrainResult with the final student/teacher metric, the best student metric and CKA.
+        TrainResult with the final student/teacher metric, the best student metric and CKA, in the
+        process that wrote the run folder (rank 0, or node 0's launcher); None in the others.
 
     Raises:
         SladkitError (and subclasses) for bad input, before anything is written.
+        TrainingInterrupted: SIGINT/SIGTERM stopped training after a checkpoint (`--resume` continues).
     """
     started = time.perf_counter()
     method = get_method(config.method)
+    check_method_options(config, method)
+    out = Path(config.out) if config.out else default_out(config)
+    config = config.replace(out=str(out))
+    if needs_launch(config):
+        check_out_dir(out, config)
+        check_devices(config, processes=config.devices)
+        return result_from_run_dir(out, config, started) if launch(config) else None
+
+    ctx = init_distributed(config)
+    try:
+        with StopSignals() as stop:
+            return _train(config, method, out, ctx, stop, started)
+    except BaseException as e:
+        if ctx.distributed:
+            raise report_failure(e, ctx) from None
+        raise
+    finally:
+        close_distributed(ctx)
+
+
+def check_method_options(config: TrainConfig, method: Method) -> None:
+    """Options that only some methods accept."""
     if config.student_adapt == "ft" and method.shared:
         raise ConfigError(
             f"--student-adapt ft does not apply to {method.name}: its student uses the shared LoRA"
         )
-    out = Path(config.out) if config.out else default_out(config)
-    config = config.replace(out=str(out))
-    check_out_dir(out, config)
+    if config.cache_teacher and not any(stage.teacher == "frozen" for stage in method.stages):
+        frozen = ", ".join(m.name for m in METHODS.values() if any(s.teacher == "frozen" for s in m.stages))
+        raise ConfigError(
+            f"--cache-teacher needs a method whose teacher is frozen in a stage ({frozen}); {method.name} "
+            "trains its teacher whenever it runs it"
+        )
 
-    # Inputs: data, then models (no file is written until both are known good).
+
+def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: float) -> TrainResult | None:
+    # Inputs: options, data, then models, on every rank; nothing is written until all ranks agree.
+    try:
+        inputs = _check_inputs(config, method, out)
+        error = None
+    except Exception as e:
+        inputs, error = None, e
+    failed = ctx.failed_ranks(error is not None) if ctx.distributed else []
+    if error is not None:
+        raise error
+    if failed:
+        raise PeerFailure(f"stopped because rank {failed[0]} refused its inputs")
+    data, transforms, pair, teacher_saved = inputs
+
+    # The run folder (rank 0 writes it).
+    progress = Progress()
+    last = out / "checkpoints" / "last"
+    state = ctx.main_first(lambda: ckpt.read_state(last)) if config.resume else None
+    if state is not None:
+        ckpt.load_model_state(last, pair)
+        progress = Progress.from_dict(state)
+        if ctx.is_main:
+            trim_metrics(out, progress.global_step)
+            where = f"epoch {progress.epoch}" + (
+                f", step {progress.epoch_step}" if progress.epoch_step else ""
+            )
+            print(f"resuming {out} from stage {progress.stage_index + 1}, {where}", file=sys.stderr)
+    elif ctx.is_main:
+        if config.overwrite:
+            clear_for_overwrite(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        write_json(out / CONFIG_FILE, resolved_config(config, data, transforms, pair, method, teacher_saved))
+        atomic_write_text(out / "labels.txt", "".join(label + "\n" for label in data.labels))
+
+    trainer = Trainer(
+        config,
+        method,
+        pair,
+        data.train,
+        data.val,
+        len(data.labels),
+        out,
+        teacher_backbone_saved=teacher_saved,
+        dist=ctx,
+        stop=stop,
+        resume_state=state,
+    )
+    progress = trainer.fit(progress)
+
+    if ctx.is_main:
+        pair.cpu()
+        if pair.spec.teacher_adapter:
+            save_peft_adapter(pair.teacher.backbone, out / "adapters" / "teacher", base_model=config.teacher)
+        if pair.spec.student_adapter:
+            save_peft_adapter(pair.student.backbone, out / "adapters" / "student", base_model=config.student)
+    ctx.barrier()
+    if not ctx.is_main:
+        return None
+    return _result(out, config, progress, time.perf_counter() - started)
+
+
+def _check_inputs(config: TrainConfig, method: Method, out: Path):
+    """Options, the output folder, data and models: (data, transforms, pair, teacher_saved) or an error."""
+    check_out_dir(out, config)
     preprocess = preprocess_config(config.student)
     image_size = config.image_size or preprocess["image_size"]
     transforms = transform_config(
@@ -95,7 +204,15 @@ def run(config: TrainConfig) -> TrainResult:
         strict=config.strict,
         synthetic_train=config.synthetic_train,
         synthetic_val=config.synthetic_val,
+        augment=config.augment,
     )
+    world = int(os.environ.get("WORLD_SIZE", "1")) if under_torchrun() else 1
+    plan_batches(len(data.train), config.batch_size, world_size=world, accumulate=config.accumulate)
+    if len(data.val) < max(2, world):
+        raise ConfigError(
+            f"the validation set has {len(data.val)} images; it needs at least {max(2, world)} "
+            "(2, and one per process)"
+        )
     seed_everything(config.seed)
     teacher_ft = any(stage.teacher == "ft" for stage in method.stages)
     pair = create_pair(
@@ -109,43 +226,7 @@ def run(config: TrainConfig) -> TrainResult:
     teacher_saved = teacher_ft or not uses_pretrained_weights(
         config.teacher, config.pretrained, config.teacher_weights
     )
-
-    # The run folder.
-    progress = Progress()
-    last = out / "checkpoints" / "last"
-    if config.resume and (state := ckpt.read_state(last)) is not None:
-        ckpt.load_model_state(last, pair)
-        progress = Progress.from_dict(state)
-        trim_metrics(out, progress.global_step)
-        print(
-            f"resuming {out} from stage {progress.stage_index + 1}, epoch {progress.epoch}", file=sys.stderr
-        )
-    else:
-        if config.overwrite:
-            clear_for_overwrite(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-        write_json(out / CONFIG_FILE, resolved_config(config, data, transforms, pair, method, teacher_saved))
-        atomic_write_text(out / "labels.txt", "".join(label + "\n" for label in data.labels))
-
-    trainer = Trainer(
-        config,
-        method,
-        pair,
-        data.train,
-        data.val,
-        len(data.labels),
-        out,
-        teacher_backbone_saved=teacher_saved,
-    )
-    progress = trainer.fit(progress)
-
-    pair.cpu()
-    if pair.spec.teacher_adapter:
-        save_peft_adapter(pair.teacher.backbone, out / "adapters" / "teacher", base_model=config.teacher)
-    if pair.spec.student_adapter:
-        save_peft_adapter(pair.student.backbone, out / "adapters" / "student", base_model=config.student)
-    return _result(out, config, progress, time.perf_counter() - started)
+    return data, transforms, pair, teacher_saved
 
 
 def resolved_config(config, data, transforms, pair, method, teacher_saved) -> dict:
@@ -178,20 +259,31 @@ def resolved_config(config, data, transforms, pair, method, teacher_saved) -> di
 
 
 def _result(out: Path, config: TrainConfig, progress: Progress, wall: float) -> TrainResult:
+    return _summarise(out, config, vars(progress), wall)
+
+
+def result_from_run_dir(out: Path, config: TrainConfig, started: float) -> TrainResult:
+    """The TrainResult of a run its worker processes wrote (what the launcher returns)."""
+    state = ckpt.read_state(out / "checkpoints" / "last") or {}
+    return _summarise(out, config, state, time.perf_counter() - started)
+
+
+def _summarise(out: Path, config: TrainConfig, progress: dict, wall: float) -> TrainResult:
     import json
 
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
     metric = metric_name(config.task)
     first, final = records[0], records[-1]
+    stage_seconds = dict(progress.get("stage_seconds", {}))
     return TrainResult(
         run_dir=out,
         metric=metric,
         student=final.get(f"student_{metric}"),
         teacher=final.get(f"teacher_{metric}"),
-        best_student=progress.best_metric,
-        best_epoch=progress.best_epoch,
+        best_student=progress.get("best_metric"),
+        best_epoch=progress.get("best_epoch"),
         cka_before=first.get("cka"),
         cka_after=final.get("cka"),
-        wall_seconds=sum(progress.stage_seconds.values()) if config.resume else wall,
-        stage_seconds=dict(progress.stage_seconds),
+        wall_seconds=sum(stage_seconds.values()) if config.resume else wall,
+        stage_seconds=stage_seconds,
     )

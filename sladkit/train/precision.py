@@ -58,10 +58,7 @@ class CheckpointedBlocks(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self:
-            if torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = checkpoint(block, x, use_reentrant=False) if torch.is_grad_enabled() else block(x)
         return x
 
 
