@@ -120,12 +120,26 @@ def train(ctx: click.Context, **options) -> None:
     """Adapt a teacher/student pair to a task with SLAD (or a baseline) and write a run folder.
 
     With no options: the built-in tiny pair, SLAD, synthetic classification, on the CPU in minutes.
+    Several GPUs: --devices N (torchrun; also `torchrun --nproc-per-node N -m sladkit train ...`).
+    SIGINT/SIGTERM: finish the step, checkpoint, exit 75; continue with --resume.
     """
     config = _resume_config(_explicit(ctx)) if options["resume"] else TrainConfig(**options)
     from sladkit.train import run
+    from sladkit.train.distributed import launched_worker
+    from sladkit.train.interrupt import TrainingInterrupted
 
-    result = run(config)
-    click.echo(result.summary())
+    try:
+        result = run(config)
+    except TrainingInterrupted as e:  # not an error: a checkpoint was written
+        if not (e.quiet or launched_worker()):
+            click.echo(str(e), err=True)
+        ctx.exit(e.exit_code)
+    except SladkitError as e:
+        if not launched_worker():
+            raise
+        ctx.exit(e.exit_code)  # `sladkit train --devices N` reports it in one line, naming the rank
+    if result is not None and not launched_worker():  # None in the processes other than rank 0
+        click.echo(result.summary())
 
 
 def _resume_config(explicit: dict) -> TrainConfig:

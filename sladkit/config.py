@@ -114,7 +114,7 @@ class TrainConfig:
         1, "Split each global batch into this many forward/backward passes per process (less memory)."
     )
     activation_checkpointing: bool = _opt(
-        False, "Recompute the ViT blocks' activations in the backward pass (less memory, ~30% slower)."
+        False, "Recompute the ViT blocks' activations in the backward pass (less memory, one more forward)."
     )
     cache_teacher: bool = _opt(
         False, "Compute a frozen teacher's outputs once and reuse them (two-stage methods, --no-augment)."

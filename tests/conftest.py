@@ -66,3 +66,15 @@ def cpu_bundle(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "cpu"
     run(ExportConfig(run_dir=str(run_dir), target="cpu", out=str(out), eval_images=32))
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run torch on one thread during a test: tiny models gain nothing from more, and on a busy machine
+    OpenMP threads waiting for each other make a training run ten times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from sladkit.cli import cli
 from sladkit.config import TrainConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
+
 TINY = [
     "--teacher-kwargs", '{"depth": 2, "init_values": 1.0}',
     "--student-kwargs", '{"depth": 2, "init_values": 1.0}',
@@ -84,6 +86,17 @@ def test_resume_takes_the_saved_options(tmp_path):
         (["--teacher-kwargs", "{depth: 2}"], "not JSON"),
         (["--student-adapt", "ft"], "does not apply to slad"),
         (["--resume", "--overwrite"], "contradict"),
+        (["--devices", "4"], "--devices 4 asks for 4 CUDA GPUs, but"),
+        (["--devices", "2", "--device", "cuda:1"], "--device cuda:1 picks one GPU"),
+        (
+            ["--devices", "2", "--device", "cpu", "--dist-backend", "nccl"],
+            "--dist-backend nccl needs CUDA GPUs; use --dist-backend gloo",
+        ),
+        (["--precision", "fp16", "--device", "cpu"], "--precision fp16 needs a CUDA GPU"),
+        (["--accumulate", "3"], "--batch-size 32 cannot be split evenly over 1 process(es) x --accumulate 3"),
+        (["--nnodes", "2", "--node-rank", "2"], "--node-rank must be in [0, --nnodes=2)"),
+        (["--cache-teacher"], "--cache-teacher needs --no-augment"),
+        (["--cache-teacher", "--no-augment"], "--cache-teacher needs a method whose teacher is frozen"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
@@ -127,3 +140,68 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, 
     assert "the loss became nan at step 4 (stage joint, epoch 2)" in result.output
     state = json.loads((out / "checkpoints/last/state.json").read_text())
     assert state["epoch"] == 1  # the good epoch-1 checkpoint is kept
+
+
+def test_sigint_finishes_the_step_writes_a_checkpoint_and_exits_75(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from sladkit.train import loop
+
+    train_step = loop.Trainer.train_step
+
+    def interrupted(self, stage, model, optimizer, scaler, micro_batches, seed, progress):
+        if progress.global_step == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the first step
+        return train_step(self, stage, model, optimizer, scaler, micro_batches, seed, progress)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", interrupted)
+    out = tmp_path / "run"
+    result = invoke("train", "--out", str(out), *TINY, "--batch-size", "16")
+    assert result.exit_code == 75
+    assert result.output.strip().splitlines()[-1] == (
+        "interrupted at step 1; checkpoint written; continue with --resume"
+    )
+    state = json.loads((out / "checkpoints/last/state.json").read_text())
+    assert (state["epoch"], state["epoch_step"], state["interrupted"]) == (0, 1, True)
+    monkeypatch.undo()
+    result = invoke("train", "--out", str(out), "--resume")
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output and "student acc" in result.output
+
+
+def test_torchrun_workers_get_options_that_rebuild_the_config():
+    from sladkit.cli import train
+    from sladkit.train.distributed import train_args
+
+    config = TrainConfig(
+        teacher_kwargs={"depth": 2}, image_size=48, lr_head=3e-5, augment=False, precision="bf16",
+        devices=2, device="cpu", out="runs/x", resume=True,
+    )  # fmt: skip
+    context = train.make_context("train", train_args(config))
+    assert TrainConfig(**context.params) == config
+
+
+def test_multi_node_options_reach_torchrun():
+    from torch.distributed.run import get_args_parser
+
+    from sladkit.train.distributed import torchrun_args
+
+    config = TrainConfig(
+        devices=4, nnodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29400, batch_size=64, out="r"
+    )
+    args = get_args_parser().parse_args(torchrun_args(config))
+    assert (args.nnodes, args.node_rank, args.master_addr, args.master_port) == ("2", 1, "10.0.0.1", 29400)
+    assert str(args.nproc_per_node) == "4" and not args.standalone
+    assert (
+        args.module
+        and args.training_script == "sladkit"
+        and args.training_script_args[:3]
+        == [
+            "train",
+            "--task",
+            "cls",
+        ]
+    )
+    single = get_args_parser().parse_args(torchrun_args(TrainConfig(devices=2, out="r")))
+    assert single.standalone  # one node: a free local port

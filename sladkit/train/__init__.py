@@ -14,8 +14,11 @@ if TYPE_CHECKING:
 __all__ = ["TrainResult", "run"]
 
 
-def run(config: TrainConfig) -> TrainResult:
-    """Train with `config` and write its run folder; see `sladkit.train.pipeline.run`."""
+def run(config: TrainConfig) -> TrainResult | None:
+    """Train with `config` and write its run folder; see `sladkit.train.pipeline.run`.
+
+    None in the processes of a multi-process run that do not write the run folder (ranks other than 0).
+    """
     from sladkit.train.pipeline import run as _run
 
     return _run(config)

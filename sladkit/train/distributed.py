@@ -31,6 +31,7 @@ from sladkit.errors import ConfigError, SladkitError, TrainingError
 from sladkit.train.interrupt import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 
 TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+LAUNCHED_ENV = "SLADKIT_LAUNCHED"  # set for the workers of `sladkit train --devices N`: its launcher reports
 
 
 class PeerFailure(TrainingError):
@@ -99,6 +100,11 @@ def under_torchrun() -> bool:
     return all(name in os.environ for name in TORCHRUN_ENV)
 
 
+def launched_worker() -> bool:
+    """Whether this is a worker of `sladkit train --devices N`, whose launcher prints the final line."""
+    return under_torchrun() and os.environ.get(LAUNCHED_ENV) == "1"
+
+
 def needs_launch(config: TrainConfig) -> bool:
     """Whether `config` asks for several processes that do not exist yet."""
     return (config.devices > 1 or config.nnodes > 1) and not under_torchrun()
@@ -123,34 +129,36 @@ def _gpu_names() -> str:
     return ", ".join(f"cuda:{i} {name}" for i, name in enumerate(names))
 
 
-def check_devices(config: TrainConfig, *, processes: int) -> None:
+def check_devices(config: TrainConfig, *, processes: int, asked: str | None = None) -> None:
     """Refuse device, backend and precision requests this machine cannot serve (before anything is written).
 
     Args:
         config: the run's options.
         processes: processes on this node (`--devices`, or torchrun's LOCAL_WORLD_SIZE in a worker).
+        asked: who asked for them, for messages (default: `--devices N`).
     """
     n, device = processes, config.device
+    asked = asked or f"--devices {n}"
     if n > 1:
         if device.startswith("cuda:"):
             raise ConfigError(
-                f"--device {device} picks one GPU, but --devices {n} starts {n} processes that take cuda:0.."
+                f"--device {device} picks one GPU, but {asked} starts {n} processes that take cuda:0.."
                 f"cuda:{n - 1}; pass --device cuda and choose the GPUs with CUDA_VISIBLE_DEVICES"
             )
         if device in ("auto", "cuda"):
             count = torch.cuda.device_count() if torch.cuda.is_available() else 0
             if count == 0:
                 raise ConfigError(
-                    f"--devices {n} asks for {n} CUDA GPUs, but none is available here; add --device cpu "
-                    f"to train with {n} CPU processes (gloo)"
+                    f"{asked} asks for {n} CUDA GPUs, but none is available here; add --device cpu to "
+                    f"train with {n} CPU processes (gloo)"
                 )
             if count < n:
                 raise ConfigError(
-                    f"--devices {n} asks for {n} CUDA GPUs, but this machine has {count} ({_gpu_names()}); "
+                    f"{asked} asks for {n} CUDA GPUs, but this machine has {count} ({_gpu_names()}); "
                     f"use --devices {count}"
                 )
         elif device != "cpu":
-            raise ConfigError(f"--devices {n} needs CUDA GPUs or --device cpu, got --device {device}")
+            raise ConfigError(f"{asked} needs CUDA GPUs or --device cpu, got --device {device}")
     device_type = resolve_device(device).type
     if n > 1 or config.nnodes > 1:
         resolve_backend(config.dist_backend, device_type)
@@ -208,7 +216,7 @@ def init_distributed(config: TrainConfig) -> DistContext:
             f"--batch-size {config.batch_size} cannot be split evenly over {world} processes x --accumulate "
             f"{config.accumulate}; choose a multiple of {split}"
         )
-    check_devices(config, processes=local_world)
+    check_devices(config, processes=local_world, asked=f"torchrun's --nproc-per-node {local_world}")
     device = resolve_device(config.device, local_rank, processes=local_world)
     backend = resolve_backend(config.dist_backend, device.type)
     if device.type == "cuda":
@@ -230,11 +238,11 @@ def _is_peer_error(error: BaseException) -> bool:
     text = str(error)
     return isinstance(error, dist_error) or (
         isinstance(error, RuntimeError)
-        and any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "NCCL"))
+        and any(s in text for s in ("Connection closed by peer", "Connection reset by peer"))
     )
 
 
-def report_failure(error: BaseException, ctx: DistContext) -> BaseException:
+def report_failure(error: BaseException) -> BaseException:
     """The exception a failing worker ends with, recorded in torchrun's error file for the launcher."""
     if isinstance(error, TrainingInterrupted):
         return error
@@ -297,14 +305,10 @@ def launch(config: TrainConfig) -> bool:
         TrainingInterrupted: the workers stopped on a signal and wrote a checkpoint.
         TrainingError: a rank failed; the message names it.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser
     from torch.distributed.run import run as torchrun
-
-    try:
-        from torch.distributed.elastic.multiprocessing.api import SignalException
-    except ImportError:  # pragma: no cover - older layouts
-        from torch.distributed.elastic.multiprocessing import SignalException
 
     out = Path(config.out)
     args = get_args_parser().parse_args(torchrun_args(config))
@@ -315,6 +319,8 @@ def launch(config: TrainConfig) -> bool:
         name: signal.getsignal(getattr(signal, name)) for name in _AGENT_SIGNALS if hasattr(signal, name)
     }
     started = time.time()
+    previous_env = os.environ.get(LAUNCHED_ENV)
+    os.environ[LAUNCHED_ENV] = "1"  # the workers inherit it
     try:
         torchrun(args)
     except ChildFailedError as e:
@@ -324,6 +330,10 @@ def launch(config: TrainConfig) -> bool:
     finally:
         for name, handler in saved.items():
             signal.signal(getattr(signal, name), handler)
+        if previous_env is None:
+            os.environ.pop(LAUNCHED_ENV, None)
+        else:
+            os.environ[LAUNCHED_ENV] = previous_env
     return config.node_rank == 0
 
 
@@ -344,8 +354,7 @@ def launch_failure(failures: dict, out: Path, config: TrainConfig) -> SladkitErr
     if codes == {INTERRUPTED_EXIT_CODE}:
         return interrupted_from_checkpoint(out)
     texts = {rank: _failure_text(f) for rank, f in failures.items()}
-    world = config.devices * config.nnodes
-    if len(failures) == world and len(set(texts.values())) == 1:  # every rank refused the same input
+    if len(failures) == config.devices and len(set(texts.values())) == 1:  # all refused the same input
         return TrainingError(next(iter(texts.values())))
 
     def secondary(rank: int) -> bool:
@@ -386,7 +395,7 @@ def interrupted_from_checkpoint(out: Path, *, since: float = 0.0, signal_name: s
     path = out / "checkpoints" / "last" / "state.json"
     state = _read_last_state(out)
     if state is not None and state.get("interrupted") and path.stat().st_mtime >= since:
-        return TrainingInterrupted(state["global_step"], quiet=True)  # rank 0 said so already
+        return TrainingInterrupted(state["global_step"])
     what = f"{signal_name} " if signal_name else ""
     error = TrainingError(f"stopped by {what}before the workers wrote a checkpoint; {checkpoint_note(out)}")
     error.exit_code = 128 + getattr(signal, signal_name, signal.SIGINT) if signal_name else 1

@@ -1,7 +1,7 @@
 """The training loop: stages of a method, epochs, steps, evaluation, checkpoints.
 
 One training step reads top to bottom: teacher forward, student forward, losses, backward, step. With
-several processes the two forward passes run inside DistributedDataParallel (`StageForward` is what it
+several processes the two forward passes run inside DistributedDataParallel (`stages.StageForward` is what it
 wraps), which averages the gradients of every process's shard of the global batch; with `--accumulate`
 each process splits its shard into micro-batches.
 
@@ -19,6 +19,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,8 @@ from sladkit.train.losses import kd_loss, task_loss
 from sladkit.train.methods import Method, Stage
 from sladkit.train.metrics import CkaMoments, ConfusionMatrix, metric_name
 from sladkit.train.precision import autocast, checkpoint_blocks, grad_scaler, half_frozen_base
-from sladkit.train.teacher_cache import compute_teacher_cache, upsample_like
+from sladkit.train.stages import StageForward, param_groups, student_mode
+from sladkit.train.teacher_cache import compute_teacher_cache
 
 LOSS_TERMS = ("loss_student", "loss_teacher", "loss_kd")
 RNG_SCHEME = (
@@ -58,39 +60,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def student_mode(stage: Stage, config: TrainConfig) -> str:
-    return config.student_adapt if stage.student == "adapt" else stage.student
-
-
 def lr_factor(step: int, total: int, warmup: int) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay to zero at `total`."""
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _lora_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    return [p for n, p in model.backbone.named_parameters() if ".lora_" in n]
-
-
-def param_groups(pair: TeacherStudent, stage: Stage, config: TrainConfig) -> list[dict]:
-    """AdamW groups of the parameters this stage trains (heads, adapters, fine-tuned backbones)."""
-    groups = []
-    for role, mode in (("teacher", stage.teacher), ("student", student_mode(stage, config))):
-        model = getattr(pair, role)
-        if mode == "lora":
-            groups.append(
-                {"name": f"{role}.adapters", "params": _lora_params(model), "lr": config.lr_adapter}
-            )
-        elif mode == "ft":
-            params = list(model.backbone.parameters())
-            groups.append({"name": f"{role}.backbone", "params": params, "lr": config.lr_backbone})
-        if mode in ("lora", "ft", "probe"):
-            groups.append(
-                {"name": f"{role}.head", "params": list(model.head.parameters()), "lr": config.lr_head}
-            )
-    return [g for g in groups if g["params"]]
 
 
 @dataclass
@@ -114,45 +89,6 @@ class Progress:
     @property
     def fresh(self) -> bool:
         return self.global_step == 0 and self.stage_index == 0 and self.epoch == 0
-
-
-class StageForward(nn.Module):
-    """One stage's forward passes over the pair, `(teacher logits, student logits)`: what DDP wraps.
-
-    Both models live in this one module, so a parameter the student reads through a shared view is
-    registered (and its gradient all-reduced) once. A model the stage does not run yields None.
-    """
-
-    def __init__(
-        self, pair: TeacherStudent, stage: Stage, student: str, teacher_cache: torch.Tensor | None = None
-    ) -> None:
-        super().__init__()
-        self.pair = pair
-        self.stage = stage
-        self.student_mode = student
-        self.teacher_cache = teacher_cache  # (images, classes[, h, w]) on the CPU; a plain attribute
-
-    def forward(self, images: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        return self.forward_teacher(images, index), self.forward_student(images)
-
-    def forward_teacher(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor | None:
-        teacher, mode = self.pair.teacher, self.stage.teacher
-        if mode == "none":
-            return None
-        if mode == "frozen":
-            if self.teacher_cache is not None:
-                cached = self.teacher_cache[index.cpu()].to(images.device, non_blocking=True)
-                return upsample_like(cached, images)
-            with torch.no_grad():
-                return teacher(images)
-        if mode == "probe":
-            with torch.no_grad():
-                tokens = teacher.backbone.forward_features(images)
-            return teacher.head(tokens, out_size=images.shape[-2:])
-        return teacher(images)
-
-    def forward_student(self, images: torch.Tensor) -> torch.Tensor | None:
-        return self.pair.student(images) if self.student_mode != "none" else None
 
 
 class Trainer:
@@ -202,14 +138,14 @@ class Trainer:
 
     # ---------------------------------------------------------------- stages and epochs
     def fit(self, progress: Progress) -> Progress:
-        if progress.fresh and progress.epoch_step == 0:
+        if progress.fresh:
             first = self.method.stages[0]
             self.log_metrics(self.evaluate(first), progress, stage=first, extra={})
         while progress.stage_index < len(self.method.stages):
             stage = self.method.stages[progress.stage_index]
             epochs = self.stage_epochs(stage)
             self.set_trainable(stage)
-            self.prepare_teacher(stage)
+            self.prepare_teacher(stage, progress)
             optimizer = torch.optim.AdamW(
                 param_groups(self.pair, stage, self.config), weight_decay=self.config.weight_decay
             )
@@ -253,8 +189,11 @@ class Trainer:
             for p in group["params"]:
                 p.requires_grad_(True)
 
-    def prepare_teacher(self, stage: Stage) -> None:
-        """Half-precision frozen teacher base (mixed precision) and the teacher cache, where they apply."""
+    def prepare_teacher(self, stage: Stage, progress: Progress) -> None:
+        """Half-precision frozen teacher base (mixed precision) and the teacher cache, where they apply.
+
+        Building the cache counts in the stage's seconds, so timings with and without it compare fairly.
+        """
         c = self.config
         if stage.teacher != "ft" and not self.teacher_backbone_saved:
             half_frozen_base(self.pair.teacher.backbone, c.precision)
@@ -268,6 +207,7 @@ class Trainer:
                 workers=c.workers,
                 autocast=self.autocast,
             )
+            self.add_seconds(stage, progress, started)
             if self.dist.is_main:
                 print(
                     f"cached the teacher's outputs for {len(self.train_set)} images in "
@@ -281,6 +221,9 @@ class Trainer:
             return module
         from torch.nn.parallel import DistributedDataParallel
 
+        # The segmentation head's 1x1 conv gets its gradient in the transposed token layout; DDP copies
+        # it into its bucket all the same and says so once per process. Nothing to act on.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=device_ids)
 

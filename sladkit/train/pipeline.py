@@ -94,16 +94,18 @@ def run(config: TrainConfig) -> TrainResult | None:
         check_devices(config, processes=config.devices)
         return result_from_run_dir(out, config, started) if launch(config) else None
 
-    ctx = init_distributed(config)
+    ctx = None
     try:
+        ctx = init_distributed(config)
         with StopSignals() as stop:
             return _train(config, method, out, ctx, stop, started)
     except BaseException as e:
-        if ctx.distributed:
-            raise report_failure(e, ctx) from None
+        if under_torchrun():  # torchrun's error file tells the launcher which rank failed and why
+            raise report_failure(e) from None
         raise
     finally:
-        close_distributed(ctx)
+        if ctx is not None:
+            close_distributed(ctx)
 
 
 def check_method_options(config: TrainConfig, method: Method) -> None:
@@ -143,10 +145,11 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
         progress = Progress.from_dict(state)
         if ctx.is_main:
             trim_metrics(out, progress.global_step)
-            where = f"epoch {progress.epoch}" + (
-                f", step {progress.epoch_step}" if progress.epoch_step else ""
+            within = f" + {progress.epoch_step} steps" if progress.epoch_step else ""
+            print(
+                f"resuming {out} from stage {progress.stage_index + 1}, epoch {progress.epoch}{within}",
+                file=sys.stderr,
             )
-            print(f"resuming {out} from stage {progress.stage_index + 1}, {where}", file=sys.stderr)
     elif ctx.is_main:
         if config.overwrite:
             clear_for_overwrite(out)

@@ -39,7 +39,8 @@ def check_out_dir(out: Path, config: TrainConfig) -> None:
         raise RunDirError(f"--out {out} is a file; choose a folder")
     occupied = out.is_dir() and any(out.iterdir())
     if config.resume:
-        saved = read_run_config(out)["train"]
+        # Options a run folder predates were at their defaults then.
+        saved = {**TrainConfig().to_dict(), **read_run_config(out)["train"]}
         changed = sorted(
             k for k, v in config.to_dict().items() if k not in RUNTIME_ONLY and saved.get(k) != v
         )

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sladkit.train.losses import kd_loss, task_loss
-from sladkit.train.metrics import ConfusionMatrix, linear_cka
+from sladkit.train.metrics import CkaMoments, ConfusionMatrix, linear_cka
 
 
 def test_cka_is_one_for_rotated_and_scaled_copies_and_low_for_independent_features():
@@ -17,6 +17,19 @@ def test_cka_is_one_for_rotated_and_scaled_copies_and_low_for_independent_featur
     assert linear_cka(x, torch.randn(500, 32)) < 0.1
     y = torch.cat([x, torch.randn(500, 16)], dim=1)  # half the dimensions shared
     assert 0.3 < linear_cka(x, y) < 0.9
+
+
+def test_cka_from_summed_moments_equals_cka_of_the_gathered_features():
+    torch.manual_seed(1)
+    x = torch.randn(300, 12) + 5.0  # an offset: centring must happen in the sums too
+    y = x[:, :6] @ torch.randn(6, 8) + 0.5 * torch.randn(300, 8)
+    whole, parts = CkaMoments(), [CkaMoments(), CkaMoments()]
+    whole.update(x, y)
+    parts[0].update(x[:100], y[:100])  # two processes with uneven shares
+    parts[1].update(x[100:], y[100:])
+    parts[0].load_flat(parts[0].flat() + parts[1].flat())  # what the all-reduce does
+    assert whole.value() == pytest.approx(linear_cka(x, y), abs=1e-9)
+    assert parts[0].value() == pytest.approx(linear_cka(x, y), abs=1e-9)
 
 
 def test_cka_needs_matching_samples():

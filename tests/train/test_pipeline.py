@@ -164,3 +164,135 @@ def test_resume_after_a_kill_reaches_the_same_weights(tmp_path):
         assert torch.equal(a[key], b[key]), key
     epochs = [json.loads(line)["epoch"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2, 3, 4]  # no record lost or repeated
+
+
+def _stop_before_step(monkeypatch, step: int, sig=signal.SIGINT) -> None:
+    """Deliver `sig` to this process just before optimizer step `step` (as Ctrl-C or a scheduler would)."""
+    from sladkit.train import loop
+
+    train_step = loop.Trainer.train_step
+
+    def signalled(self, stage, model, optimizer, scaler, micro_batches, seed, progress):
+        if progress.global_step + 1 == step:
+            os.kill(os.getpid(), sig)
+        return train_step(self, stage, model, optimizer, scaler, micro_batches, seed, progress)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", signalled)
+
+
+def test_sigterm_mid_epoch_checkpoints_and_resume_reaches_the_same_weights(
+    tiny_config, tmp_path, monkeypatch
+):
+    from sladkit.train.interrupt import INTERRUPTED_EXIT_CODE, TrainingInterrupted
+
+    # 4 steps an epoch; dropout and augmentation on: both must be reseeded where the run resumes.
+    options = dict(epochs=2, batch_size=16, synthetic_train=64, lora_dropout=0.1)
+    run(tiny_config(out=str(tmp_path / "reference"), **options))
+    config = tiny_config(out=str(tmp_path / "stopped"), **options)
+    sig = signal.SIGTERM  # SIGINT (Ctrl-C) takes the same path: tests/test_cli.py
+    _stop_before_step(monkeypatch, 7, sig)  # epoch 2, its 3rd step
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run(config)
+    assert stopped.value.exit_code == INTERRUPTED_EXIT_CODE == 75
+    assert str(stopped.value) == "interrupted at step 7; checkpoint written; continue with --resume"
+    state = json.loads((Path(config.out) / "checkpoints/last/state.json").read_text())
+    assert state["interrupted"] and (state["epoch"], state["epoch_step"], state["global_step"]) == (1, 3, 7)
+    assert signal.getsignal(sig) is not None  # the previous handler is back
+
+    monkeypatch.undo()
+    run(config.replace(resume=True))
+    a, b = (
+        load_file(tmp_path / "reference/checkpoints/last/model.safetensors"),
+        load_file(Path(config.out) / "checkpoints/last/model.safetensors"),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda path: [  # noqa: E731
+        {k: v for k, v in json.loads(line).items() if k not in ("images_per_s", "elapsed_s")}
+        for line in (path / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert strip(Path(config.out)) == strip(tmp_path / "reference")
+
+
+def test_accumulation_and_activation_checkpointing_keep_the_weights(tiny_config, tmp_path):
+    options = dict(epochs=1, synthetic_train=64)
+    run(tiny_config(out=str(tmp_path / "plain"), **options))
+    run(tiny_config(out=str(tmp_path / "saving"), accumulate=4, activation_checkpointing=True, **options))
+    a = load_file(tmp_path / "plain/checkpoints/last/model.safetensors")
+    b = load_file(tmp_path / "saving/checkpoints/last/model.safetensors")
+    # 4 micro-batches of 8 sum their means / 4 where one batch of 32 takes one mean: float32 rounding only.
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+
+
+def test_cache_teacher_reuses_the_frozen_teachers_outputs_without_changing_the_result(tiny_config, tmp_path):
+    options = dict(method="lora-kd", epochs=2, teacher_epochs=1, augment=False)
+    plain = run(tiny_config(out=str(tmp_path / "plain"), **options))
+    cached = run(tiny_config(out=str(tmp_path / "cached"), cache_teacher=True, **options))
+    a = load_file(tmp_path / "plain/checkpoints/last/model.safetensors")
+    b = load_file(tmp_path / "cached/checkpoints/last/model.safetensors")
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+    assert cached.student == pytest.approx(plain.student)
+    saved = json.loads((tmp_path / "cached/config.json").read_text())["train"]
+    assert saved["cache_teacher"] is True and saved["augment"] is False  # timings stay comparable
+
+
+def test_bf16_autocast_trains_on_the_cpu(tiny_config):
+    result = run(tiny_config(epochs=1, precision="bf16", task="seg"))
+    assert 0.0 <= result.student <= 100.0 and 0.0 <= result.cka_after <= 1.0
+
+
+def test_the_frozen_teacher_base_is_stored_in_half_precision_and_lora_still_learns():
+    from sladkit.config import TrainConfig
+    from sladkit.models.pair import create_pair
+    from sladkit.train.precision import autocast, half_frozen_base
+
+    tiny = {"depth": 2, "init_values": 1.0}
+    config = TrainConfig(pretrained=False, teacher_kwargs=tiny, student_kwargs=tiny, rank=4)
+    pair = create_pair(
+        config, num_classes=3, image_size=32, teacher_adapter=True, shared=True, student_ft=False
+    )
+    backbone = pair.teacher.backbone
+    for name, p in backbone.named_parameters():
+        p.requires_grad_(".lora_" in name)
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    assert half_frozen_base(backbone, "fp32") == 0
+    assert half_frozen_base(backbone, "bf16") > 0
+    dtypes = {".lora_" in n: {p.dtype} for n, p in backbone.named_parameters()}
+    assert dtypes == {True: {torch.float32}, False: {torch.bfloat16}}
+    with autocast("bf16", torch.device("cpu")):
+        logits = pair.teacher(torch.randn(2, 3, 32, 32))
+    logits.float().sum().backward()
+    assert all(
+        p.grad is not None and p.grad.dtype == torch.float32 for p in backbone.parameters() if p.requires_grad
+    )
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_trainable_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search(
+    tiny_config, method
+):
+    """DistributedDataParallel is built per stage over the trainable parameters, without
+    find_unused_parameters: each of them must receive a gradient in every step of its stage."""
+    from sladkit.models.pair import create_pair
+    from sladkit.train.loop import Trainer
+    from sladkit.train.stages import StageForward, student_mode
+
+    m = METHODS[method]
+    for adapt in ("lora", "ft") if not m.shared else ("lora",):
+        config = tiny_config(method=method, student_adapt=adapt)
+        pair = create_pair(
+            config, num_classes=3, image_size=32, teacher_adapter=m.teacher_adapter, shared=m.shared,
+            student_ft=adapt == "ft" and not m.shared,
+        )  # fmt: skip
+        trainer = Trainer(
+            config, m, pair, [None] * 32, [None] * 8, 3, Path(config.out), teacher_backbone_saved=True
+        )
+        for stage in m.stages:
+            trainer.set_trainable(stage)
+            trainer.set_modes(stage)
+            pair.zero_grad(set_to_none=True)
+            images, target = torch.randn(4, 3, 32, 32), torch.randint(0, 3, (4,))
+            logits = StageForward(pair, stage, student_mode(stage, config))(images, torch.arange(4))
+            sum(trainer.stage_losses(stage, *logits, target).values()).backward()
+            missing = [n for n, p in pair.named_parameters() if p.requires_grad and p.grad is None]
+            assert not missing, (stage.name, adapt, missing[:3])
