@@ -28,7 +28,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         "--results", type=Path, default=RESULTS, help="folder for <name>.json and .md (default: %(default)s)"
     )
     parser.add_argument(
-        "--smoke", action="store_true", help="tiny sizes, a few steps: checks that the script runs, no numbers"
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, a few steps: checks that the script runs, no numbers",
     )
 
 
@@ -72,10 +74,8 @@ def machine_info(**extra) -> dict:
 def command_line() -> str:
     """The command that reproduces this run, from the repository root."""
     script = Path(sys.argv[0]).resolve()
-    try:
+    if script.is_relative_to(ROOT):
         script = script.relative_to(ROOT)
-    except ValueError:
-        pass
     return " ".join([".venv/bin/python", str(script), *(shlex.quote(a) for a in sys.argv[1:])])
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -77,6 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
+    load_start = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for label in args.models.split(","):
@@ -121,11 +123,12 @@ def main() -> None:
                     print(json.dumps(rows[-1]))
     machine = {
         "processor": _cpu_name(),
-        "cores": __import__("os").cpu_count(),
+        "cores": os.cpu_count(),
         "threads": args.threads,
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
         "torch": torch.__version__,
+        "load_average_start_end": [load_start, [round(v, 2) for v in os.getloadavg()]],
     }
     command = f".venv/bin/python benchmarks/cpu_int8.py --repeats {args.repeats} --threads {args.threads}"
     RESULTS.mkdir(exist_ok=True)
@@ -138,6 +141,8 @@ def main() -> None:
         f"Machine: {machine['processor']}, {machine['cores']} cores, {args.threads} ORT threads; "
         f"onnxruntime {machine['onnxruntime']}, torch {machine['torch']}. Command: `{command}`.",
         f"Latency medians over {args.repeats} runs (interleaved across forms), p10–p90 in brackets; random weights.",
+        f"Load average (1, 5, 15 min) at start and end: {machine['load_average_start_end']} "
+        "(above 2 cores' worth, other jobs shared the machine: read the ratios, not the absolute times).",
         "",
         "| model | batch | form | median ms (p10–p90) | speed-up vs FP32 | top-1 agreement | MB |",
         "|---|---|---|---|---|---|---|",

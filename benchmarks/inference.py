@@ -14,7 +14,8 @@ as a reference). Forms, each at batch 1 and 8 and with 1 and 2 threads:
   ort-int8-qdq model.int8.onnx (TensorRT's form on the CPU: not what it is made for)
 
 Latency: median over `--repeats` rounds; in each round every form runs `--iterations` calls in turn
-(interleaved), so drifts of a shared machine hit all forms alike. Ratios against torch-fp32 (and ORT FP32).
+(interleaved), so drifts of a shared machine hit all forms alike, after a 0.1 s pause that lets the
+previous form's spinning worker threads go idle. Ratios against torch-fp32 (and ORT FP32).
 Achieved GFLOP/s (GOP/s for INT8): the model's multiply-add count (analytic: patch embedding, qkv, attention,
 projection, MLP, head; 2 ops per multiply-add) / latency, against this machine's peak measured in the same
 run: a 1024^3 FP32 matrix multiply in torch, and a 1024^3 uint8 x int8 MatMulInteger in ONNX Runtime, both
@@ -42,6 +43,7 @@ import _common  # noqa: E402
 
 WEIGHTS = _common.ROOT / "sladkit" / "models" / "weights"
 FORMS = ("torch-fp32", "ort-fp32", "ort-int8-cpu", "ort-int8-qdq")
+SETTLE_S = 0.1  # pause before each form's timed calls
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -116,46 +118,60 @@ def vit_macs(run_config: dict, role: str) -> dict:
     return {"embed_dim": d, "depth": depth, "tokens": n, "macs": macs, "spec": spec}
 
 
-def fp32_peak_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
-    import torch
+class PeakMeter:
+    """This machine's peak, measured by large matrix multiplies between the timing rounds (best seen).
 
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    FP32: a 1024^3 torch.mm; INT8: a 1024^3 uint8 x int8 MatMulInteger in ONNX Runtime; the same thread
+    count as the forms timed. Sampled throughout the run so that a busy moment of a shared machine does not
+    set the peak; the best sample is kept.
+    """
 
+    SIZE = 1024
 
-def int8_peak_gops(threads: int, size: int = 1024, repeats: int = 5) -> float:
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    def __init__(self) -> None:
+        import torch
 
-    rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array(rng.integers(-127, 128, (size, size), dtype=np.int8), "B")
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])],
-        "peak",
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, [size, size])],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, [size, size])],
-        [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    x = rng.integers(0, 256, (size, size), dtype=np.uint8)
-    session.run(None, {"A": x})
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, {"A": x})
-        best = min(best, time.perf_counter() - start)
-    del onnx
-    return 2 * size**3 / best / 1e9
+        self.torch = torch
+        self.a, self.b = torch.randn(self.SIZE, self.SIZE), torch.randn(self.SIZE, self.SIZE)
+        self.x = np.random.default_rng(0).integers(0, 256, (self.SIZE, self.SIZE), dtype=np.uint8)
+        self.sessions: dict[int, object] = {}
+        self.best: dict[int, dict[str, float]] = {}
+
+    def _session(self, threads: int):
+        if threads not in self.sessions:
+            import onnxruntime as ort
+            from onnx import TensorProto, helper, numpy_helper
+
+            rng = np.random.default_rng(1)
+            weight = numpy_helper.from_array(rng.integers(-127, 128, (self.SIZE,) * 2, dtype=np.int8), "B")
+            graph = helper.make_graph(
+                [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])],
+                "peak",
+                [helper.make_tensor_value_info("A", TensorProto.UINT8, [self.SIZE, self.SIZE])],
+                [helper.make_tensor_value_info("Y", TensorProto.INT32, [self.SIZE, self.SIZE])],
+                [weight],
+            )
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self.sessions[threads] = ort.InferenceSession(
+                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+            self.sessions[threads].run(None, {"A": self.x})
+        return self.sessions[threads]
+
+    def sample(self, threads: int, repeats: int = 2) -> None:
+        self.torch.set_num_threads(threads)
+        session = self._session(threads)
+        ops = 2 * self.SIZE**3
+        best = self.best.setdefault(threads, {"fp32_gflops": 0.0, "int8_gops": 0.0})
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.torch.mm(self.a, self.b)
+            best["fp32_gflops"] = max(best["fp32_gflops"], ops / (time.perf_counter() - start) / 1e9)
+            start = time.perf_counter()
+            session.run(None, {"A": self.x})
+            best["int8_gops"] = max(best["int8_gops"], ops / (time.perf_counter() - start) / 1e9)
 
 
 class TorchTeacher:
@@ -189,8 +205,11 @@ def load_forms(run_dir: Path, bundles: dict[str, Path], role: str, threads: int)
     }
 
 
-def time_forms(forms: dict, x: np.ndarray, threads: int, repeats: int, iterations: int) -> dict[str, list]:
-    """Per-call latency (ms) of each form: one sample per round, forms interleaved within each round."""
+def time_forms(
+    forms: dict, x: np.ndarray, threads: int, repeats: int, iterations: int, peak: PeakMeter
+) -> dict[str, list]:
+    """Per-call latency (ms) of each form: one sample per round, forms interleaved within each round,
+    and a peak sample after each round."""
     import torch
 
     samples = {name: [] for name in forms}
@@ -201,10 +220,14 @@ def time_forms(forms: dict, x: np.ndarray, threads: int, repeats: int, iteration
     for _ in range(repeats):
         for name, model in forms.items():
             torch.set_num_threads(threads)
+            # let the previous form's idle worker threads stop spinning (ORT's intra-op pool, OpenMP):
+            # otherwise they steal the cores from the next form at 2 threads on 2 cores
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             for _ in range(iterations):
                 model.infer(x)
             samples[name].append((time.perf_counter() - start) * 1e3 / iterations)
+        peak.sample(threads)
     return samples
 
 
@@ -216,7 +239,7 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     batches = [int(b) for b in args.batches.split(",")]
     thread_counts = [int(t) for t in args.threads.split(",")]
-    rows, peaks, models = [], {}, {}
+    timings, models, peak = [], {}, PeakMeter()
     with tempfile.TemporaryDirectory(prefix="sladkit-inference-") as tmp:
         work = Path(tmp)
         run_dir = train_run(args, work / "run")
@@ -226,39 +249,45 @@ def main(argv=None) -> dict:
             bundles = export_bundles(run_dir, work, role, args.smoke)
             models[role] = vit_macs(run_config, role)
             for threads in thread_counts:
-                peaks.setdefault(
-                    threads, {"fp32_gflops": fp32_peak_gflops(threads), "int8_gops": int8_peak_gops(threads)}
-                )
                 forms = load_forms(run_dir, bundles, role, threads)
                 for batch in batches:
                     x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
-                    samples = time_forms(forms, x, threads, args.repeats, args.iterations)
-                    med = {name: statistics.median(v) for name, v in samples.items()}
-                    for name, values in samples.items():
-                        p10, p90 = _common.p10_p90(values)
-                        ops = 2 * models[role]["macs"] * batch / (med[name] / 1e3) / 1e9
-                        int8 = "int8" in name
-                        peak = peaks[threads]["int8_gops" if int8 else "fp32_gflops"]
-                        rows.append(
-                            {
-                                "model": role,
-                                "form": name,
-                                "threads": threads,
-                                "batch": batch,
-                                "median_ms": round(med[name], 4),
-                                "p10_ms": round(p10, 4),
-                                "p90_ms": round(p90, 4),
-                                "speedup_vs_torch": round(med["torch-fp32"] / med[name], 3),
-                                "speedup_vs_ort_fp32": round(med["ort-fp32"] / med[name], 3),
-                                "achieved_gops": round(ops, 2),
-                                "peak_gops": round(peak, 1),
-                                "fraction_of_peak": round(ops / peak, 4),
-                                "fraction_of_fp32_peak": round(ops / peaks[threads]["fp32_gflops"], 4),
-                            }
-                        )
-                        print(json.dumps(rows[-1]), flush=True)
+                    samples = time_forms(forms, x, threads, args.repeats, args.iterations, peak)
+                    timings.append((role, threads, batch, samples))
+                    print(
+                        role,
+                        threads,
+                        batch,
+                        {k: statistics.median(v) for k, v in samples.items()},
+                        flush=True,
+                    )
                 for model in forms.values():
                     model.close()
+    peaks = peak.best
+    rows = []
+    for role, threads, batch, samples in timings:
+        med = {name: statistics.median(v) for name, v in samples.items()}
+        for name, values in samples.items():
+            p10, p90 = _common.p10_p90(values)
+            ops = 2 * models[role]["macs"] * batch / (med[name] / 1e3) / 1e9
+            peak_ops = peaks[threads]["int8_gops" if "int8" in name else "fp32_gflops"]
+            rows.append(
+                {
+                    "model": role,
+                    "form": name,
+                    "threads": threads,
+                    "batch": batch,
+                    "median_ms": round(med[name], 4),
+                    "p10_ms": round(p10, 4),
+                    "p90_ms": round(p90, 4),
+                    "speedup_vs_torch": round(med["torch-fp32"] / med[name], 3),
+                    "speedup_vs_ort_fp32": round(med["ort-fp32"] / med[name], 3),
+                    "achieved_gops": round(ops, 2),
+                    "peak_gops": round(peak_ops, 1),
+                    "fraction_of_peak": round(ops / peak_ops, 4),
+                    "fraction_of_fp32_peak": round(ops / peaks[threads]["fp32_gflops"], 4),
+                }
+            )
     target_rows = [
         r for r in rows if r["model"] == "student" and r["form"] == "ort-int8-cpu" and r["batch"] == 1
     ]
@@ -304,7 +333,7 @@ def markdown(report: dict) -> list[str]:
         )
         + ".",
         "",
-        "Peaks measured in this run (best of 5, 1024³): "
+        "Peaks measured in this run (best of 2 samples after every timing round, 1024³): "
         + "; ".join(
             f"{t} thread(s): FP32 {p['fp32_gflops']} GFLOP/s (torch mm), INT8 {p['int8_gops']} GOP/s "
             "(ORT MatMulInteger)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
+    load_start = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = load(export_vit_s(tmp), threads=args.threads)
@@ -115,17 +117,21 @@ def main() -> None:
         platform.processor(),
     )
     command = f".venv/bin/python benchmarks/runtime_overhead.py --repeats {args.repeats} --iterations {args.iterations} --threads {args.threads}"
-    report = {
-        "machine": {"cpu": cpu, "threads": args.threads, "python": platform.python_version()},
-        "command": command,
-        "result": result,
+    loads = [load_start, [round(v, 2) for v in os.getloadavg()]]
+    machine = {
+        "cpu": cpu,
+        "threads": args.threads,
+        "python": platform.python_version(),
+        "load_average_start_end": loads,
     }
+    report = {"machine": machine, "command": command, "result": result}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "runtime_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
     md = [
         "# Runtime overheads (ViT-S/14 student, 224 px, ONNX Runtime FP32, batch 1)",
         "",
         f"Machine: {cpu}, {args.threads} ORT threads. Command: `{command}`. Medians of {args.repeats} interleaved repeats.",
+        f"Load average (1, 5, 15 min) at start and end: {loads} (other jobs shared the machine when above 2).",
         "",
         "| measure | value | target |",
         "|---|---|---|",

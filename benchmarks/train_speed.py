@@ -119,7 +119,13 @@ def main(argv=None) -> dict:
     for method in METHODS:
         walls = [r["wall_s"] for r in runs if r["method"] == method]
         ratios = [of(method, k)["wall_s"] / of("slad", k)["wall_s"] for k in range(args.repeats)]
-        wall[method] = {"wall_s": _common.spread(walls), "ratio_to_slad": _common.spread(ratios)}
+        slad_min = min(r["wall_s"] for r in runs if r["method"] == "slad")
+        wall[method] = {
+            "wall_s": _common.spread(walls),
+            "ratio_to_slad": _common.spread(ratios),
+            # on a shared machine the fastest repeat of each method is the least disturbed one
+            "ratio_of_fastest": min(walls) / slad_min,
+        }
 
     slad_ips = [of("slad", k)["images_per_s"]["joint"] for k in range(args.repeats)]
     t_ips = [of("lora-kd", k)["images_per_s"]["teacher"] for k in range(args.repeats)]
@@ -135,7 +141,14 @@ def main(argv=None) -> dict:
         "slad_over_combined": _common.spread([a / b for a, b in zip(slad_ips, two, strict=True)]),
         "slad_over_joint_lora": _common.spread([a / b for a, b in zip(slad_ips, joint_ips, strict=True)]),
     }
+    # the fastest repeat of each step (least disturbed by other jobs on a shared machine)
+    best_two = 1.0 / (1.0 / max(t_ips) + 1.0 / max(s_ips))
+    throughput["fastest"] = {
+        "slad_over_combined": max(slad_ips) / best_two,
+        "slad_over_joint_lora": max(slad_ips) / max(joint_ips),
+    }
     ft_ratio = wall["ft-kd"]["ratio_to_slad"]["median"]
+    ft_fastest = wall["ft-kd"]["ratio_of_fastest"]
     report = {
         "name": "train_speed",
         "command": _common.command_line(),
@@ -148,7 +161,8 @@ def main(argv=None) -> dict:
             {
                 "target": "SLAD total wall time <= 0.5x ft-kd's",
                 "met": 1.0 / ft_ratio <= 0.5,
-                "detail": f"slad / ft-kd = {1.0 / ft_ratio:.2f} (paper: 1/1.48 = 0.68 measured, 0.5 claimed)",
+                "detail": f"slad / ft-kd = {1.0 / ft_ratio:.2f} (median of per-repeat ratios), "
+                f"{1.0 / ft_fastest:.2f} (fastest repeats); paper: 1/1.48 = 0.68 measured, 0.5 claimed",
             }
         ],
         "runs": runs,
@@ -172,14 +186,15 @@ def markdown(report: dict) -> list[str]:
         "",
         "## Total wall time (every stage and evaluation)",
         "",
-        "| method | wall s, median (min–max) | ratio to slad, median (min–max) |",
-        "|---|---|---|",
+        "| method | wall s, median (min–max) | ratio to slad, median of per-repeat ratios (min–max) "
+        "| ratio of fastest repeats |",
+        "|---|---|---|---|",
     ]
     for method, w in report["wall"].items():
         s, r = w["wall_s"], w["ratio_to_slad"]
         lines.append(
             f"| {method} | {s['median']:.1f} ({s['min']:.1f}–{s['max']:.1f}) "
-            f"| {r['median']:.2f}x ({r['min']:.2f}–{r['max']:.2f}) |"
+            f"| {r['median']:.2f}x ({r['min']:.2f}–{r['max']:.2f}) | {w['ratio_of_fastest']:.2f}x |"
         )
     t = report["throughput"]
     lines += [
@@ -202,6 +217,12 @@ def markdown(report: dict) -> list[str]:
         v = t[key]
         fmt = ".2f" if key.startswith("slad_over") else ".0f"
         lines.append(f"| {label} | {v['median']:{fmt}} ({v['min']:{fmt}}–{v['max']:{fmt}}) |")
+    f = t["fastest"]
+    lines += [
+        "",
+        f"Fastest repeat of each step: SLAD / (teacher + student) {f['slad_over_combined']:.2f}, "
+        f"SLAD / joint-lora {f['slad_over_joint_lora']:.2f}.",
+    ]
     lines += ["", "## Targets", "", "| target | met | numbers |", "|---|---|---|"]
     for tg in report["targets"]:
         lines.append(f"| {tg['target']} | {'yes' if tg['met'] else '**no**'} | {tg['detail']} |")

@@ -15,7 +15,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 CASES = {
     # script: (extra arguments, top-level keys of the JSON, keys of each row)
     "methods": (
-        [],
+        ["--tasks", "cls"],
         {"machine", "command", "summary", "targets", "rows", "total_s"},
         {"group", "student", "teacher", "cka_before", "cka_after", "wall_s"},
     ),
@@ -58,11 +58,16 @@ def test_smoke(name, tmp_path):
 
 
 def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
-    """The smoke run above already wrote one; check the plan itself without training."""
+    """The full plan (built without training) has every method on both tasks and every ablation."""
     sys.path.insert(0, str(BENCHMARKS))
     import methods
 
-    args = methods.parse_args(["--smoke", "--seeds", "1"])
+    weights = tmp_path / "student.safetensors"  # the full plan cuts the student to depth 3: give it a file
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"blocks.0.norm1.weight": torch.ones(2), "blocks.5.norm1.weight": torch.ones(2)}, str(weights))
+    args = methods.parse_args(["--seeds", "1", "--student-weights", str(weights)])
     jobs = methods.plan(args, tmp_path)
     main = {(j["tags"]["task"], j["tags"]["method"]) for j in jobs if j["tags"]["group"] == "main"}
     assert main == {(t, m) for t in ("cls", "seg") for m in methods.METHODS}
