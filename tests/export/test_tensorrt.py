@@ -19,38 +19,12 @@ import pytest
 from sladkit.errors import ConfigError, MissingDependencyError
 from sladkit.export import tensorrt as trt_mod
 from sladkit.export.calib_cache import write_calibration_cache
-from sladkit.export.targets import TARGETS, get_target
+from sladkit.export.targets import get_target
 from sladkit.export.tensorrt import (
     EngineBuildError,
     build_engine,
     tensorrt_status,
 )
-from sladkit.export.trtexec import (
-    trtexec_commands,
-)
-
-FILES = {"onnx": "model.onnx", "int8_onnx": "model.int8.onnx", "calib_cache": "calib.cache"}
-INPUT_FLAGS = ("--onnx=", "--calib=")
-OUTPUT_FLAGS = ("--saveEngine=", "--timingCacheFile=", "--exportLayerInfo=")
-TRT_TARGETS = [name for name, t in TARGETS.items() if t.runtime == "tensorrt"]
-
-
-def commands(target="jetson-orin", precision="fp16", dla_core=None, files=FILES, **kw):
-    kw = {"input_name": "input", "input_shape": (3, 224, 224), "batch": (1, 4, 8), "workspace_mb": 1024, **kw}
-    t = get_target(target) if isinstance(target, str) else target
-    return trtexec_commands(t, files=files, precision=precision, dla_core=dla_core, **kw)
-
-
-def combos():
-    """Every valid (target, precision, dla_core) of the target table."""
-    for name in TRT_TARGETS:
-        t = get_target(name)
-        for precision in t.precisions:
-            yield name, precision, None
-            if t.dla_cores and precision != "fp32":
-                for core in range(t.dla_cores):
-                    yield name, precision, core
-
 
 # --- importing ----------------------------------------------------------------------------------------------
 
