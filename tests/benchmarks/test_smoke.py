@@ -29,6 +29,11 @@ CASES = {
         {"machine", "command", "peaks", "models", "targets", "rows"},
         {"model", "form", "threads", "batch", "median_ms", "speedup_vs_torch", "fraction_of_peak"},
     ),
+    "teacher_cache": (
+        [],
+        {"machine", "command", "summary", "runs"},
+        {"method", "cache_teacher", "student_stage_s", "wall_s"},
+    ),
     "quantization": (
         ["--tasks", "cls"],
         {"machine", "command", "targets", "rows"},
