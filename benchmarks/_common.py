@@ -22,6 +22,30 @@ RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+WEIGHTS = ROOT / "sladkit" / "models" / "weights"
+SMOKE_KWARGS = {"depth": 2, "init_values": 1.0}
+
+
+def pair_options(smoke: bool) -> dict:
+    """TrainConfig values for the benchmarks' teacher/student pair.
+
+    Full runs load the shipped tiny pretrained pair as a user's weight files (`--no-pretrained` plus
+    `--teacher-weights/--student-weights`); `--smoke` runs use tiny random depth-2 models.
+    """
+    if smoke:
+        return {
+            "pretrained": False,
+            "teacher_kwargs": SMOKE_KWARGS,
+            "student_kwargs": SMOKE_KWARGS,
+            "rank": 4,
+        }
+    return {
+        "pretrained": False,
+        "teacher_weights": str(WEIGHTS / "sladkit_vit_192_p8.safetensors"),
+        "student_weights": str(WEIGHTS / "sladkit_vit_96_p8.safetensors"),
+    }
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """--results DIR and --smoke, which every benchmark takes."""
     parser.add_argument(

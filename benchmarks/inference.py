@@ -41,7 +41,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-WEIGHTS = _common.ROOT / "sladkit" / "models" / "weights"
 FORMS = ("torch-fp32", "ort-fp32", "ort-int8-cpu", "ort-int8-qdq")
 SETTLE_S = 0.1  # pause before each form's timed calls
 
@@ -65,18 +64,12 @@ def train_run(args, out: Path) -> Path:
         epochs=args.train_epochs,
         synthetic_train=64 if args.smoke else 800,
         synthetic_val=32 if args.smoke else 300,
-        pretrained=False,
         out=str(out),
         progress=False,
     )
+    values.update(_common.pair_options(args.smoke))
     if args.smoke:
-        kwargs = {"depth": 2, "init_values": 1.0}
-        values.update(teacher_kwargs=kwargs, student_kwargs=kwargs, rank=4, batch_size=16)
-    else:
-        values.update(
-            teacher_weights=str(WEIGHTS / "sladkit_vit_192_p8.safetensors"),
-            student_weights=str(WEIGHTS / "sladkit_vit_96_p8.safetensors"),
-        )
+        values.update(batch_size=16)
     return run(TrainConfig(**values)).run_dir
 
 

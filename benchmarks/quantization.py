@@ -30,7 +30,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-WEIGHTS = _common.ROOT / "sladkit" / "models" / "weights"
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 
 
@@ -55,18 +54,12 @@ def train_run(args, task: str, out: Path) -> Path:
         epochs=args.train_epochs,
         synthetic_train=args.train_images,
         synthetic_val=args.val_images,
-        pretrained=False,
         out=str(out),
         progress=False,
     )
+    values.update(_common.pair_options(args.smoke))
     if args.smoke:
-        kwargs = {"depth": 2, "init_values": 1.0}
-        values.update(teacher_kwargs=kwargs, student_kwargs=kwargs, rank=4, batch_size=16)
-    else:
-        values.update(
-            teacher_weights=str(WEIGHTS / "sladkit_vit_192_p8.safetensors"),
-            student_weights=str(WEIGHTS / "sladkit_vit_96_p8.safetensors"),
-        )
+        values.update(batch_size=16)
     return run(TrainConfig(**values)).run_dir
 
 

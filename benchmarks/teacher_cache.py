@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 METHODS = ("lora-kd", "ft-kd", "lp-kd")
-WEIGHTS = _common.ROOT / "sladkit" / "models" / "weights"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,16 +40,9 @@ def config_for(args, method: str, cache: bool, out: Path):
 
     values = dict(
         method=method, epochs=args.epochs, synthetic_train=args.train_images, synthetic_val=args.val_images,
-        augment=False, cache_teacher=cache, pretrained=False, out=str(out), overwrite=True, progress=False,
+        augment=False, cache_teacher=cache, out=str(out), overwrite=True, progress=False,
     )  # fmt: skip
-    if args.smoke:
-        kwargs = {"depth": 2, "init_values": 1.0}
-        values.update(teacher_kwargs=kwargs, student_kwargs=kwargs, rank=4)
-    else:
-        values.update(
-            teacher_weights=str(WEIGHTS / "sladkit_vit_192_p8.safetensors"),
-            student_weights=str(WEIGHTS / "sladkit_vit_96_p8.safetensors"),
-        )
+    values.update(_common.pair_options(args.smoke))
     return TrainConfig(**values)
 
 

@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 METHODS = ("slad", "joint-lora", "lora-kd", "ft-kd", "lp-kd")
-WEIGHTS = _common.ROOT / "sladkit" / "models" / "weights"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,19 +54,11 @@ def config_for(args, method: str, out: Path):
         synthetic_train=args.train_images,
         synthetic_val=args.val_images,
         batch_size=args.batch_size,
-        pretrained=False,
         out=str(out),
         overwrite=True,
         progress=False,
     )
-    if args.smoke:
-        kwargs = {"depth": 2, "init_values": 1.0}
-        values.update(teacher_kwargs=kwargs, student_kwargs=kwargs, rank=4)
-    else:
-        values.update(
-            teacher_weights=str(WEIGHTS / "sladkit_vit_192_p8.safetensors"),
-            student_weights=str(WEIGHTS / "sladkit_vit_96_p8.safetensors"),
-        )
+    values.update(_common.pair_options(args.smoke))
     return TrainConfig(**values)
 
 
