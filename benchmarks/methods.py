@@ -1,24 +1,38 @@
-"""The paper's comparison, small: SLAD against the five baselines, plus ablations.
+"""The paper's comparison, small: SLAD against the five baselines, with confidence intervals, plus ablations.
 
-Pair: sladkit's tiny "foundation" pair (teacher sladkit_vit_192_p8, student sladkit_vit_96_p8, depth 6,
-patch 8, 32 px), pretrained on the 60-class synthetic pretext task (shape x texture x hue), loaded from
-its weight files through `--teacher-weights/--student-weights` with `--no-pretrained`, like a user's
-checkpoint. `--pretrain` rebuilds the files first with `tools/pretrain_tiny_pair.py`.
+Pair: `_common.pair_options` (the shipped tiny pretrained pair, teacher sladkit_vit_192_p8 and student
+sladkit_vit_96_p8, loaded from their weight files through `--teacher-weights/--student-weights` with
+`--no-pretrained`, like a user's checkpoint); `--pretrain` rebuilds the files first with
+`tools/pretrain_tiny_pair.py`, `--teacher-weights/--student-weights` take other files.
 
-Downstream, with limited labels (`--train-images`, default 800):
-  cls  the synthetic 15-class task, shape x texture: it drops the pretext's hue from the label (so its
-       classes are unions of pretext classes) and renders new scenes (another seed stream).
-  seg  synthetic scenes with 1-3 objects and per-pixel masks, 5 shape classes + background (mIoU): a task
-       and a layout the pretext never had.
-Every method of `sladkit train --method` on both tasks with `--seeds` seeds: student and teacher metric,
-CKA before and after training, total wall time. Ablations (classification, seed 0): `--share`,
-`--layer-map` with a depth-mismatched pair, the temperature and KD into the teacher.
+Tasks (`--tasks`, comma-separated):
+  cls  the synthetic 15-class task, shape x texture, `--train-images` labelled images (limited labels), a
+       held-out set of `--val-images` scenes; every seed renders its own scenes.
+  seg  synthetic scenes with 1-3 objects and per-pixel masks, 5 shape classes + background (mIoU);
+       `--seg-val-images` validation scenes.
+  NAME a real classification dataset of `benchmarks/_real_datasets.py` (`DATASETS`, e.g. digits, mnist-5k),
+       prepared with `prepare(NAME, seed=seed, ...)`: every seed its own split.
+Every method of `sladkit train --method` on every task with `--seeds` seeds (the same seed gives every
+method the same data and split). Reported, in percent: mean and 95 % t interval over seeds of the student
+and teacher metric; the paired per-seed difference SLAD - baseline with its t interval; for classification,
+the Wilson interval of one run's accuracy on its validation images (the evaluation's own noise). CKA before
+and after training, total wall time.
 
-Depth mismatch: the pretraining tool makes depth-6 models only, so the mismatched pair is the depth-6
-teacher and a depth-3 student made of the first 3 blocks of the pretrained student (its final norm kept).
-This is NOT a student pretrained at depth 3 in the same family; it is what fits the time. See the README.
+Time to accuracy (per task and seed): threshold = `--tta-fraction` (95 %) x the best final student metric of
+all methods run for that task and seed; a method's time to accuracy is the run's training time at the end
+of the first epoch whose evaluation reaches it, counted from the start of its first stage (the teacher
+stage of the two-stage pipelines included). Training time = metrics.jsonl's cumulative `elapsed_s` minus
+the per-epoch evaluations (each epoch's training seconds are steps x batch / `images_per_s`, the loop's own
+timing); the time with evaluations is reported beside it. SLAD / pipeline ratios per seed, with t intervals.
 
-Run:  .venv/bin/python benchmarks/methods.py            (full: 3 seeds, both tasks, ablations)
+Ablations (`--ablations`, on by default; classification, seed 0): `--share`, `--layer-map` with a
+depth-mismatched pair, the temperature and KD into the teacher. Depth mismatch: the pretraining tool makes
+depth-6 models only, so the mismatched pair is the depth-6 teacher and a depth-3 student made of the first 3
+blocks of the pretrained student (its final norm kept): not a student pretrained at depth 3.
+
+Run:  .venv/bin/python benchmarks/methods.py                 (full: 5 seeds, cls + seg, ablations)
+      .venv/bin/python benchmarks/methods.py --tasks digits,mnist-5k --no-ablations
+      .venv/bin/python benchmarks/methods.py --plan-only       (the runs and a duration estimate, no training)
       .venv/bin/python benchmarks/methods.py --smoke --results /tmp/r
 Writes <results>/methods.json and .md.
 """
@@ -26,7 +40,8 @@ Writes <results>/methods.json and .md.
 from __future__ import annotations
 
 import argparse
-import os
+import hashlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -36,25 +51,56 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+import _methods_report as report_  # noqa: E402
+import _stats  # noqa: E402
 
 METHODS = ("slad", "joint-lora", "lora-kd", "ft-kd", "lp-kd", "student-only")
-WEIGHTS = _common.ROOT / "sladkit" / "models" / "weights"
+SYNTHETIC = ("cls", "seg")
 TEACHER, STUDENT = "sladkit_vit_192_p8", "sladkit_vit_96_p8"
-SMOKE_KWARGS = {"depth": 2, "init_values": 1.0}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _common.add_common_args(p)
-    p.add_argument("--seeds", type=int, default=3, help="seeds per method and task (0..N-1)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per method and task (0..N-1)")
     p.add_argument("--epochs", type=int, default=8, help="epochs (per stage for two-stage methods)")
-    p.add_argument("--train-images", type=int, default=800, help="labelled training images per task")
-    p.add_argument("--val-images", type=int, default=500, help="validation images per task")
-    p.add_argument("--tasks", default="cls,seg")
+    p.add_argument("--train-images", type=int, default=800, help="labelled training images (synthetic)")
+    p.add_argument("--val-images", type=int, default=2000, help="validation images of the synthetic cls task")
+    p.add_argument(
+        "--seg-val-images",
+        type=int,
+        default=1000,
+        help="validation scenes of the seg task (mIoU pools every pixel: fewer scenes pin it down)",
+    )
+    p.add_argument("--tasks", default="cls,seg", help="cls, seg and/or names of _real_datasets.DATASETS")
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--no-ablations", action="store_true", help="skip the ablations")
-    p.add_argument("--teacher-weights", type=Path, default=WEIGHTS / f"{TEACHER}.safetensors")
-    p.add_argument("--student-weights", type=Path, default=WEIGHTS / f"{STUDENT}.safetensors")
+    p.add_argument(
+        "--real-max-images",
+        type=int,
+        default=None,
+        help="cap on a real dataset's images (default: the dataset's own benchmark subset, if any)",
+    )
+    p.add_argument("--real-val-fraction", type=float, default=0.2, help="a real dataset's validation share")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="folder for the prepared real datasets (default: _real_datasets' cache; smoke: the work folder)",
+    )
+    p.add_argument(
+        "--tta-fraction",
+        type=float,
+        default=0.95,
+        help="time-to-accuracy threshold, as a fraction of the best final student metric (task, seed)",
+    )
+    p.add_argument(
+        "--ablations",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the SLAD ablations (cls, seed 0)",
+    )
+    p.add_argument("--teacher-weights", type=Path, default=None, help="default: the shipped tiny teacher")
+    p.add_argument("--student-weights", type=Path, default=None, help="default: the shipped tiny student")
     p.add_argument(
         "--pretrain",
         action="store_true",
@@ -71,8 +117,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
     p.add_argument("--work", type=Path, default=None, help="folder for the run folders (default: a temp dir)")
+    p.add_argument("--plan-only", action="store_true", help="print the runs and the estimate, train nothing")
     p.add_argument("--reduced", default=None, help="label the results as reduced, with this reason")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    pair = _common.pair_options(smoke=False)
+    args.teacher_weights = args.teacher_weights or Path(pair["teacher_weights"])
+    args.student_weights = args.student_weights or Path(pair["student_weights"])
+    return args
 
 
 def _init_worker(threads: int | None) -> None:
@@ -82,14 +133,20 @@ def _init_worker(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+# ---------------------------------------------------------------------------------------- one run
 def train_one(job: dict) -> dict:
-    """One `sladkit.train.run` (in a worker process); returns the numbers of its TrainResult."""
+    """One `sladkit.train.run` (in a worker process): its TrainResult's numbers and its learning curve."""
     from sladkit.config import TrainConfig
     from sladkit.train import run
 
     t0 = time.perf_counter()
-    result = run(TrainConfig(**job["config"]))
-    return {
+    config = TrainConfig(**job["config"])
+    result = run(config)
+    records = [
+        json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines() if line
+    ]
+    curve = learning_curve(records, result.metric, config.batch_size, job["tags"]["train_images"])
+    row = {
         **job["tags"],
         "student": result.student,
         "teacher": result.teacher,
@@ -98,10 +155,45 @@ def train_one(job: dict) -> dict:
         "cka_after": result.cka_after,
         "wall_s": round(result.wall_seconds, 2),
         "stage_s": {k: round(v, 2) for k, v in result.stage_seconds.items()},
+        "train_s": curve[-1]["train_s"],
+        "eval_s": round(curve[-1]["elapsed_s"] - curve[-1]["train_s"], 3),
         "process_s": round(time.perf_counter() - t0, 2),
+        "curve": curve,
     }
+    if result.metric == "acc" and result.student is not None:
+        row["student_wilson"] = _stats.wilson(result.student, job["tags"]["val_images"])
+    return row
 
 
+def learning_curve(records: list[dict], metric: str, batch_size: int, train_images: int) -> list[dict]:
+    """Per evaluation: stage, epoch, student metric, `elapsed_s` and the training-only seconds so far.
+
+    `elapsed_s` (sladkit's loop) is cumulative over the stages and counts each epoch's training *and* its
+    evaluation (not the evaluation before training, model building or checkpoint writes). The training part
+    of an epoch is its optimizer steps x global batch / `images_per_s`, which the loop measures over the
+    training steps alone; the rest of each epoch's seconds is its evaluation.
+    """
+    from sladkit.train.batching import plan_batches
+
+    global_batch = plan_batches(train_images, batch_size).global_batch
+    curve, train_s, last_step = [], 0.0, 0
+    for r in records:
+        if r["epoch"] > 0 and r.get("images_per_s"):
+            train_s += (r["step"] - last_step) * global_batch / r["images_per_s"]
+        last_step = r["step"]
+        curve.append(
+            {
+                "stage": r["stage"],
+                "epoch": r["epoch"],
+                "student": r.get(f"student_{metric}"),
+                "elapsed_s": r["elapsed_s"],
+                "train_s": round(min(train_s, r["elapsed_s"]), 3),
+            }
+        )
+    return curve
+
+
+# ---------------------------------------------------------------------------------------- the plan
 def truncate_student(weights: Path, depth: int, out: Path) -> Path:
     """The first `depth` blocks of a pretrained student (and its stem and final norm), as a weight file."""
     from safetensors.torch import load_file, save_file
@@ -112,45 +204,100 @@ def truncate_student(weights: Path, depth: int, out: Path) -> Path:
     return out
 
 
-def base_config(args: argparse.Namespace, task: str, seed: int, out: Path) -> dict:
+def task_data(args: argparse.Namespace, task: str, seed: int) -> dict:
+    """TrainConfig data options of a task and seed, with its image counts (real datasets prepared here)."""
+    if task == "cls":
+        return {"config": {"task": "cls"}, "train_images": args.train_images, "val_images": args.val_images}
+    if task == "seg":
+        return {
+            "config": {"task": "seg"},
+            "train_images": args.train_images,
+            "val_images": args.seg_val_images,
+        }
+    from sladkit.data._files import list_images
+
+    real = _real_datasets()
+    options = dict(
+        seed=seed,
+        val_fraction=args.real_val_fraction,
+        max_images=args.real_max_images or real.DATASETS[task].benchmark_max_images,
+    )
+    # --data-root holds one folder per (dataset, seed, ...), named as prepare's default cache folders
+    root = None if args.data_root is None else args.data_root / real.default_root(task, **options).name
+    try:
+        root = Path(real.prepare(task, root, **options))
+    except real.DatasetUnavailable as e:
+        raise SystemExit(f"task {task}: {e}") from None
+    return {
+        "config": {"task": "cls", "data": str(root)},
+        "train_images": len(list_images(root / "train", recursive=True)),
+        "val_images": len(list_images(root / "val", recursive=True)),
+    }
+
+
+def _real_datasets():
+    try:
+        import _real_datasets
+    except ImportError as e:
+        raise SystemExit(f"real-dataset tasks need benchmarks/_real_datasets.py ({e})") from None
+    return _real_datasets
+
+
+def check_tasks(tasks: list[str]) -> None:
+    real = [t for t in tasks if t not in SYNTHETIC]
+    if real:
+        unknown = [t for t in real if t not in _real_datasets().DATASETS]
+        if unknown:
+            names = ", ".join([*SYNTHETIC, *_real_datasets().DATASETS])
+            raise SystemExit(f"unknown task(s) {', '.join(unknown)}: choose among {names}")
+
+
+def base_config(args: argparse.Namespace, seed: int, out: Path, data: dict) -> dict:
     config = dict(
-        task=task,
         seed=seed,
         epochs=args.epochs,
         synthetic_train=args.train_images,
-        synthetic_val=args.val_images,
-        pretrained=False,
+        synthetic_val=data["val_images"],
+        val_fraction=args.real_val_fraction,
         out=str(out),
         overwrite=True,
         progress=False,
+        **_common.pair_options(smoke=args.smoke),
+        **data["config"],
     )
     if args.smoke:
-        config.update(teacher_kwargs=SMOKE_KWARGS, student_kwargs=SMOKE_KWARGS, batch_size=16, rank=4)
+        config["batch_size"] = 16
     else:
         config.update(teacher_weights=str(args.teacher_weights), student_weights=str(args.student_weights))
     return config
 
 
 def plan(args: argparse.Namespace, work: Path) -> list[dict]:
+    """Every run: task x seed x method (method order rotated per seed), then the ablations."""
+    tasks, methods = args.tasks.split(","), args.methods.split(",")
+    check_tasks(tasks)
     jobs = []
-    for task in args.tasks.split(","):
+    for task in tasks:
         for seed in range(args.seeds):
-            for method in args.methods.split(","):
-                config = base_config(args, task, seed, work / f"{task}-{method}-{seed}")
+            data = task_data(args, task, seed)
+            order = methods[seed % len(methods) :] + methods[: seed % len(methods)]
+            for method in order:
+                config = base_config(args, seed, work / f"{task}-{method}-{seed}", data)
                 config["method"] = method
-                jobs.append(
-                    {
-                        "config": config,
-                        "tags": {"group": "main", "task": task, "method": method, "seed": seed},
-                    }
-                )
-    if args.no_ablations:
+                tags = {"group": "main", "task": task, "method": method, "seed": seed}
+                tags.update(train_images=data["train_images"], val_images=data["val_images"])
+                jobs.append({"config": config, "tags": tags})
+    if not args.ablations:
         return jobs
 
+    cls_data = task_data(args, "cls", 0)
+
     def ablation(name: str, value, **changes) -> None:
-        config = base_config(args, "cls", 0, work / f"abl-{name}-{value}")
+        config = base_config(args, 0, work / f"abl-{name}-{value}", cls_data)
         config.update({"method": "slad", **changes})
-        jobs.append({"config": config, "tags": {"group": "ablation", "ablation": name, "value": str(value)}})
+        tags = {"group": "ablation", "task": "cls", "ablation": name, "value": str(value)}
+        tags.update(train_images=cls_data["train_images"], val_images=cls_data["val_images"])
+        jobs.append({"config": config, "tags": tags})
 
     # the smoke run keeps one value of each ablation (the slowest part of the smoke test otherwise)
     for share in ("none",) if args.smoke else ("ab", "a", "b", "none"):
@@ -171,16 +318,48 @@ def plan(args: argparse.Namespace, work: Path) -> list[dict]:
     return jobs
 
 
+# Duration estimate: multiply-adds per image of the tiny pair at 32 px (benchmarks/inference.py); a training
+# step costs 1 forward for a probed or frozen model, 2 with LoRA (forward + input gradients), 3 fully
+# fine-tuned; every evaluation runs both models on the validation set (the teacher stage's too); calibrated on a default `sladkit train` (SLAD,
+# 8 epochs x 2000 images, 9 evaluations of 500) taking about 65 s on an idle 2-core machine; segmentation
+# runs took 1.7x as long as classification ones in the committed results.
+_TEACHER_GMAC, _STUDENT_GMAC = 0.0464, 0.0119
+_S_PER_GMAC = 65.0 / ((8 * 2000 * 2 + 9 * 500) * (_TEACHER_GMAC + _STUDENT_GMAC))
+_TEACHER_STAGE = {"lora-kd": 2, "ft-kd": 3, "lp-kd": 1}  # teacher forwards per image
+
+
+def estimate_seconds(job: dict) -> float:
+    c, tags = job["config"], job["tags"]
+    t = _TEACHER_GMAC
+    s = _STUDENT_GMAC * c.get("student_kwargs", {}).get("depth", 6) / 6
+    n_train, n_val, epochs = tags["train_images"], tags["val_images"], c["epochs"]
+    method = c["method"]
+    if method in ("slad", "joint-lora"):
+        per_epoch, stages = 2 * (t + s), 1
+    elif method == "student-only":
+        per_epoch, stages = 2 * s, 1
+    else:
+        per_epoch, stages = _TEACHER_STAGE[method] * t + (t + 2 * s), 2
+    gmac = epochs * n_train * per_epoch + (1 + stages * epochs) * n_val * (t + s)
+    return gmac * _S_PER_GMAC * (1.7 if c["task"] == "seg" else 1.0)
+
+
+def print_plan(jobs: list[dict], args: argparse.Namespace) -> None:
+    main_runs = sum(j["tags"]["group"] == "main" for j in jobs)
+    line = f"{len(jobs)} runs planned ({main_runs} method runs, {len(jobs) - main_runs} ablation runs)"
+    if not args.smoke:
+        minutes = sum(estimate_seconds(j) for j in jobs) / 60 / max(1, args.jobs)
+        line += (
+            f"; rough estimate {minutes:.0f} min on an idle 2-core machine (cost model calibrated on a "
+            "default `sladkit train` of about 65 s; a shared machine takes longer)"
+        )
+    print(line, flush=True)
+
+
 def pretrain(args: argparse.Namespace, work: Path) -> None:
     out = work / "weights"
-    command = [
-        sys.executable,
-        str(_common.ROOT / "tools" / "pretrain_tiny_pair.py"),
-        "--out",
-        str(out),
-        "--seed",
-        "0",
-    ]
+    command = [sys.executable, str(_common.ROOT / "tools" / "pretrain_tiny_pair.py"), "--out", str(out)]
+    command += ["--seed", "0"]
     if args.smoke:
         command += ["--epochs", "1", "--num-train", "256", "--num-val", "64"]
     else:
@@ -197,162 +376,29 @@ def pretrain(args: argparse.Namespace, work: Path) -> None:
     )
 
 
-def summarise(rows: list[dict]) -> dict:
-    """Per task and method: mean/std/min/max over seeds of each number, and the CKA drop in percent."""
-    out: dict = {}
-    for row in rows:
-        if row["group"] != "main":
-            continue
-        out.setdefault(row["task"], {}).setdefault(row["method"], []).append(row)
-    summary = {}
-    for task, methods in out.items():
-        summary[task] = {}
-        for method, runs in methods.items():
-            entry = {}
-            for key in ("student", "teacher", "cka_before", "cka_after", "wall_s"):
-                values = [r[key] for r in runs if r[key] is not None]
-                entry[key] = _common.spread(values) if values else None
-            drops = [
-                100.0 * (r["cka_before"] - r["cka_after"]) / r["cka_before"]
-                for r in runs
-                if r["cka_before"] and r["cka_after"] is not None
-            ]
-            entry["cka_drop_pct"] = _common.spread(drops) if drops else None
-            summary[task][method] = entry
-    return summary
-
-
-def targets(summary: dict) -> list[dict]:
-    """The issue's targets, each with met / missed and the numbers behind it."""
-    checks = []
-
-    def mean(task, method, key):
-        entry = summary.get(task, {}).get(method, {}).get(key)
-        return None if entry is None else entry["mean"]
-
-    for task, methods in summary.items():
-        slad = mean(task, "slad", "student")
-        others = {m: mean(task, m, "student") for m in methods if m != "slad"}
-        if slad is not None and others:
-            beaten = [m for m, v in others.items() if v is not None and v > slad]
-            checks.append(
-                {
-                    "target": f"{task}: SLAD student >= every other student (mean over seeds)",
-                    "met": not beaten,
-                    "detail": f"slad {slad:.2f}; "
-                    + ", ".join(f"{m} {v:.2f}" for m, v in others.items() if v is not None),
-                }
-            )
-        t_slad, t_lora = mean(task, "slad", "teacher"), mean(task, "lora-kd", "teacher")
-        if t_slad is not None and t_lora is not None:
-            checks.append(
-                {
-                    "target": f"{task}: SLAD teacher >= lora-kd teacher",
-                    "met": t_slad >= t_lora,
-                    "detail": f"slad {t_slad:.2f}, lora-kd {t_lora:.2f}",
-                }
-            )
-        drops = {m: mean(task, m, "cka_drop_pct") for m in ("ft-kd", "lora-kd", "slad")}
-        if None not in drops.values():
-            checks.append(
-                {
-                    "target": f"{task}: CKA drop ft-kd > lora-kd > slad",
-                    "met": drops["ft-kd"] > drops["lora-kd"] > drops["slad"],
-                    "detail": ", ".join(f"{m} {v:.1f} %" for m, v in drops.items()),
-                }
-            )
-        w_slad, w_ft = mean(task, "slad", "wall_s"), mean(task, "ft-kd", "wall_s")
-        if w_slad is not None and w_ft is not None:
-            checks.append(
-                {
-                    "target": f"{task}: SLAD wall time <= 0.5x ft-kd's",
-                    "met": w_slad <= 0.5 * w_ft,
-                    "detail": f"slad/ft-kd = {w_slad / w_ft:.2f} ({w_slad:.0f} s / {w_ft:.0f} s)",
-                }
-            )
-    return checks
-
-
-def _pm(entry, digits=1) -> str:
-    if entry is None:
-        return "–"
-    return f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}"
-
-
-def markdown(report: dict) -> list[str]:
-    a = report["args"]
-    lines = ["# Methods: SLAD against the baselines (tiny pair, synthetic tasks)", ""]
-    if report.get("reduced"):
-        lines += [f"**Reduced configuration**: {report['reduced']}", ""]
-    if a["smoke"]:
-        lines += ["**Smoke run: tiny random models, numbers mean nothing.**", ""]
-    lines += [
-        _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
-        "",
-        f"Command: `{report['command']}`. Seeds {list(range(a['seeds']))}; {a['epochs']} epochs per stage; "
-        f"{a['train_images']} training / {a['val_images']} validation images per task; pair: "
-        f"{report['pair']}. Total benchmark time {report['total_s'] / 60:.1f} min "
-        f"({a['jobs']} parallel run(s), {a['threads'] or 'default'} torch thread(s) each).",
-        "",
-        "Mean ± standard deviation over seeds. Metric: top-1 accuracy % (cls), mIoU % (seg). "
-        "CKA: linear CKA of pooled teacher/student features on the validation set; drop = "
-        "(before − after) / before.",
-        "",
-    ]
-    for task, methods in report["summary"].items():
-        lines += [
-            f"## {task}",
-            "",
-            "| method | student | teacher | CKA before | CKA after | CKA drop % | wall s |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for method, e in methods.items():
-            lines.append(
-                f"| {method} | {_pm(e['student'])} | {_pm(e['teacher'])} | {_pm(e['cka_before'], 3)} "
-                f"| {_pm(e['cka_after'], 3)} | {_pm(e['cka_drop_pct'])} | {_pm(e['wall_s'], 0)} |"
-            )
-        lines.append("")
-    abl = [r for r in report["rows"] if r["group"] == "ablation"]
-    if abl:
-        lines += [
-            "## Ablations (cls, SLAD, seed 0)",
-            "",
-            "Layer-map rows use the depth-mismatched pair (teacher depth 6, student = first 3 blocks of the "
-            "pretrained depth-6 student); `layer_map_student_only` is that student trained alone, for reference.",
-            "",
-            "| ablation | value | student | teacher | CKA before → after | wall s |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in abl:
-            teacher = "–" if r["teacher"] is None else f"{r['teacher']:.1f}"
-            lines.append(
-                f"| {r['ablation']} | {r['value']} | {r['student']:.1f} | {teacher} "
-                f"| {r['cka_before']:.3f} → {r['cka_after']:.3f} | {r['wall_s']:.0f} |"
-            )
-        lines.append("")
-    if report["targets"]:
-        lines += ["## Targets", "", "| target | met | numbers |", "|---|---|---|"]
-        for t in report["targets"]:
-            lines.append(f"| {t['target']} | {'yes' if t['met'] else '**no**'} | {t['detail']} |")
-        lines.append("")
-    if report.get("notes"):
-        lines += ["## Reading", "", *report["notes"], ""]
-    return lines
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.smoke:
-        args.seeds, args.epochs = min(args.seeds, 1), 1
-        args.train_images, args.val_images = 32, 16
+        args.seeds, args.epochs = min(args.seeds, 2), 1
+        args.train_images, args.val_images, args.seg_val_images = 32, 16, 16
+        args.real_max_images = args.real_max_images or 120
     machine = _common.machine_info(jobs=args.jobs, threads=args.threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sladkit-methods-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        if args.pretrain:
+        if args.smoke and args.data_root is None:
+            args.data_root = work / "data"
+        if args.pretrain and not args.plan_only:
             pretrain(args, work)
         jobs = plan(args, work)
+        print_plan(jobs, args)
+        if args.plan_only:
+            return {"jobs": jobs}
         rows = []
         if args.jobs > 1:
             import multiprocessing
@@ -361,19 +407,20 @@ def main(argv=None) -> dict:
             with ProcessPoolExecutor(args.jobs, ctx, _init_worker, (args.threads,)) as pool:
                 for row in pool.map(train_one, jobs):
                     rows.append(row)
-                    print(_progress(row), flush=True)
+                    print(_progress(row, len(rows), len(jobs)), flush=True)
         else:
             _init_worker(args.threads)
             for job in jobs:
                 rows.append(train_one(job))
-                print(_progress(rows[-1]), flush=True)
-    summary = summarise(rows)
+                print(_progress(rows[-1], len(rows), len(jobs)), flush=True)
+    report_.add_time_to_accuracy(rows, args.tta_fraction)
+    summary, pairs, ratios = report_.summarise(rows), report_.paired(rows), report_.tta_ratios(rows)
     pair = (
         "random-init depth-2 (smoke)"
         if args.smoke
         else (
             f"{TEACHER} ({Path(args.teacher_weights).name}) / {STUDENT} ({Path(args.student_weights).name})"
-            + (" rebuilt by --pretrain" if args.pretrain else ", the shipped weight files")
+            + (" rebuilt by --pretrain" if args.pretrain else "")
         )
     )
     report = {
@@ -383,28 +430,33 @@ def main(argv=None) -> dict:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "reduced": args.reduced,
         "pair": pair,
+        "weights_sha256": None
+        if args.smoke
+        else {"teacher": _sha256(args.teacher_weights), "student": _sha256(args.student_weights)},
         "total_s": round(time.perf_counter() - started, 1),
         "summary": summary,
-        "targets": targets(summary),
+        "paired": pairs,
+        "tta_ratios": ratios,
+        "targets": report_.targets(summary, pairs, ratios),
         "rows": rows,
         "notes": [],
     }
     notes_file = args.results / "methods_notes.md"
     if notes_file.exists() and not args.smoke:
         report["notes"] = notes_file.read_text().splitlines()
-    _common.write_results(args.results, "methods", report, markdown(report))
+    _common.write_results(args.results, "methods", report, report_.markdown(report))
     return report
 
 
-def _progress(row: dict) -> str:
+def _progress(row: dict, done: int, total: int) -> str:
     what = (
-        f"{row.get('task')} {row.get('method')} seed {row.get('seed')}"
+        f"{row['task']} {row['method']} seed {row['seed']}"
         if row["group"] == "main"
-        else (f"ablation {row['ablation']}={row['value']}")
+        else f"ablation {row['ablation']}={row['value']}"
     )
     return (
-        f"[{os.getpid()}] {what}: student {row['student']} teacher {row['teacher']} "
-        f"CKA {row['cka_before']} -> {row['cka_after']} {row['wall_s']} s"
+        f"[{done}/{total}] {what}: student {row['student']} teacher {row['teacher']} "
+        f"CKA {row['cka_before']} -> {row['cka_after']} {row['wall_s']} s (eval {row['eval_s']} s)"
     )
 
 

@@ -16,8 +16,8 @@ CASES = {
     # script: (extra arguments, top-level keys of the JSON, keys of each row)
     "methods": (
         ["--tasks", "cls"],
-        {"machine", "command", "summary", "targets", "rows", "total_s"},
-        {"group", "student", "teacher", "cka_before", "cka_after", "wall_s"},
+        {"machine", "command", "summary", "paired", "tta_ratios", "targets", "rows", "total_s"},
+        {"group", "student", "teacher", "cka_before", "cka_after", "wall_s", "train_s", "eval_s", "curve"},
     ),
     "train_speed": (
         [],
@@ -60,6 +60,46 @@ def test_smoke(name, tmp_path):
     assert rows and all(row_keys <= set(row) for row in rows)
     markdown = (tmp_path / f"{name}.md").read_text()
     assert "Smoke run" in markdown and "Command:" in markdown and "{SHARED_NOTE}" not in markdown
+    if name == "methods":
+        check_methods_statistics(report, markdown)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_methods_statistics(report: dict, markdown: str) -> None:
+    """Confidence intervals over seeds, paired differences and time to accuracy are there, as numbers."""
+    seeds = report["args"]["seeds"]
+    assert seeds >= 2  # an interval needs two seeds
+    for method, entry in report["summary"]["cls"].items():
+        student = entry["student"]
+        assert student["n"] == seeds, method
+        assert all(_is_number(student[k]) for k in ("mean", "low", "high", "half_width")), method
+        assert student["low"] <= student["mean"] <= student["high"]
+        assert _is_number(entry["student_wilson_half_width"])
+    for baseline, p in report["paired"]["cls"].items():
+        assert set(p["student"]["diffs"]) == {str(s) for s in range(seeds)}, baseline  # JSON keys
+        assert all(_is_number(v) for v in p["student"]["diffs"].values())
+        assert all(_is_number(p["student"][k]) for k in ("mean", "low", "high", "half_width"))
+        assert isinstance(p["verdict"], str)
+    main = [r for r in report["rows"] if r["group"] == "main"]
+    for row in main:
+        assert _is_number(row["tta_threshold"])
+        assert row["tta"] is None or all(_is_number(row["tta"][k]) for k in ("elapsed_s", "train_s"))
+        assert 0 <= row["train_s"] <= row["curve"][-1]["elapsed_s"]
+        assert 0 < row["student_wilson"]["half_width"] < 100
+    for seed in range(seeds):  # the best final student reaches 95 % of itself
+        runs = [r for r in main if r["seed"] == seed]
+        best = max(runs, key=lambda r: r["student"])
+        assert _is_number(best["tta"]["train_s"])
+    ratios = report["tta_ratios"]["cls"]
+    assert set(ratios) == {"lora-kd", "ft-kd", "lp-kd"}
+    for r in ratios.values():
+        assert all(_is_number(r["wall"][k]) for k in ("mean", "low", "high"))
+        assert r["tta_train"] is None or _is_number(r["tta_train"]["mean"])
+    assert any("time to accuracy <= 0.5x ft-kd" in t["target"] for t in report["targets"])
+    assert "Paired differences" in markdown and "Time ratios" in markdown
 
 
 def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
@@ -73,6 +113,7 @@ def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
 
     save_file({"blocks.0.norm1.weight": torch.ones(2), "blocks.5.norm1.weight": torch.ones(2)}, str(weights))
     args = methods.parse_args(["--seeds", "1", "--student-weights", str(weights)])
+    assert (args.seeds, args.val_images) == (1, 2000) and methods.parse_args([]).seeds == 5
     jobs = methods.plan(args, tmp_path)
     main = {(j["tags"]["task"], j["tags"]["method"]) for j in jobs if j["tags"]["group"] == "main"}
     assert main == {(t, m) for t in ("cls", "seg") for m in methods.METHODS}
@@ -82,3 +123,19 @@ def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
     assert {("share", s) for s in ("ab", "a", "b", "none")} <= ablations
     assert {("layer_map", m) for m in ("even", "first", "last")} <= ablations
     assert ("kd_into_teacher", "True") in ablations
+
+
+def test_methods_statistics_helpers():
+    """The intervals methods.py reports, against textbook values (no scipy needed)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import _stats
+
+    ci = _stats.mean_ci([1.0, 2.0, 3.0])  # t(0.975, 2) = 4.3027
+    assert ci["mean"] == 2.0 and ci["half_width"] == pytest.approx(4.3027 / 3**0.5, abs=1e-3)
+    assert _stats.t_critical(40) == pytest.approx(2.0211, abs=1e-3)  # beyond the table
+    assert _stats.mean_ci([5.0])["low"] is None and _stats.mean_ci([]) is None
+    diff = _stats.paired_ci({0: 1.0, 1: 2.0, 2: 4.0}, {0: 0.0, 1: 1.0, 2: 1.0, 3: 9.0})
+    assert diff["diffs"] == {0: 1.0, 1: 1.0, 2: 3.0} and diff["n"] == 3  # seed 3 has no partner
+    w = _stats.wilson(20.0, 100)  # 20 of 100: Wilson 95 % = [13.34, 28.88] %
+    assert (w["low"], w["high"]) == (pytest.approx(13.34, abs=0.01), pytest.approx(28.88, abs=0.01))
+    assert _stats.verdict(diff, better="b", worse="w").startswith("not resolved")
