@@ -139,3 +139,33 @@ def test_methods_statistics_helpers():
     w = _stats.wilson(20.0, 100)  # 20 of 100: Wilson 95 % = [13.34, 28.88] %
     assert (w["low"], w["high"]) == (pytest.approx(13.34, abs=0.01), pytest.approx(28.88, abs=0.01))
     assert _stats.verdict(diff, better="b", worse="w").startswith("not resolved")
+
+
+def test_real_data_smoke(tmp_path):
+    """real_data.py --smoke: one real dataset (scikit-learn's digits, a 200-image subset), every model."""
+    pytest.importorskip("sklearn", reason="real_data.py needs the bench extra: pip install -e '.[bench]'")
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "real_data.py"), "--smoke", "--results", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads((tmp_path / "real_data.json").read_text())
+    keys = {"machine", "command", "datasets", "skipped", "rows", "targets", "total_s"}
+    assert keys <= set(report), f"missing keys: {keys - set(report)}"
+    assert report["args"]["smoke"] is True
+    assert "loadavg_start" in report["machine"] and "loadavg_end" in report["machine"]
+    (name,) = report["datasets"]
+    assert report["datasets"][name]["version"] and report["datasets"][name]["install"]
+    models = {row["model"] for row in report["rows"]}
+    assert models == {"logreg", "cnn", "probe-teacher", "probe-student", "slad-student", "slad-teacher"}
+    for row in report["rows"]:
+        assert {"dataset", "model", "acc", "ci95", "n", "wall_s"} <= set(row)
+        assert row["ci95"][0] <= row["acc"] <= row["ci95"][1] and row["n"] == report["datasets"][name]["val"]
+    assert {t["target"].split(": ", 1)[1] for t in report["targets"]} == {
+        "SLAD student beats logistic regression on raw pixels",
+        "SLAD teacher beats the SLAD student",
+    }
+    markdown = (tmp_path / "real_data.md").read_text()
+    assert "Smoke run" in markdown and "Command:" in markdown and "{SHARED_NOTE}" not in markdown
