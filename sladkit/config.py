@@ -50,6 +50,10 @@ class TrainConfig:
     synthetic_val: int = _opt(500, "Validation images of the synthetic dataset.")
     image_size: int | None = _opt(None, "Input size in pixels (default: the models' own).")
     crop_scale: float = _opt(0.5, "Smallest area fraction of the random resized crop (train).")
+    hflip: float = _opt(
+        0.5,
+        "Probability of flipping a training image left-right (0 where a flip changes the class: text, digits).",
+    )
     augment: bool = _opt(
         True, "Random resized crop and flip on training images (--no-augment: the eval preprocessing)."
     )
@@ -149,6 +153,8 @@ class TrainConfig:
             raise ConfigError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
         if not 0.0 < self.crop_scale <= 1.0:
             raise ConfigError(f"--crop-scale must be in (0, 1], got {self.crop_scale}")
+        if not 0.0 <= self.hflip <= 1.0:
+            raise ConfigError(f"--hflip must be a probability in [0, 1], got {self.hflip}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         if self.temperature <= 0:

@@ -83,6 +83,7 @@ def test_resume_takes_the_saved_options(tmp_path):
         (["--data", "no/such/folder"], "no/such/folder"),
         (["--targets", "qkv,mlp"], "unknown LoRA target"),
         (["--rank", "0"], "--rank must be at least 1"),
+        (["--hflip", "1.5"], "--hflip must be a probability in [0, 1], got 1.5"),
         (["--teacher-kwargs", "{depth: 2}"], "not JSON"),
         (["--student-adapt", "ft"], "does not apply to slad"),
         (["--resume", "--overwrite"], "contradict"),

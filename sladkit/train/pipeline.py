@@ -197,6 +197,7 @@ def _check_inputs(config: TrainConfig, method: Method, out: Path):
         interpolation=preprocess["interpolation"],
         crop_pct=preprocess["crop_pct"],
         crop_scale=(config.crop_scale, 1.0),
+        hflip=config.hflip,
     )
     data = create_datasets(
         task=config.task,

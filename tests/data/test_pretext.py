@@ -1,87 +1,99 @@
-"""sladkit.data.pretext: determinism, class count and balance, shapes, hue labels, datasets."""
+"""sladkit.data.pretext: determinism, label space, families, dense targets, and not the downstream task."""
 
 from __future__ import annotations
 
-import colorsys
-
-import numpy as np
 import pytest
 import torch
 
-from sladkit.data import transform_config
 from sladkit.data.pretext import (
-    HUES,
+    BACKGROUND,
+    FAMILIES,
+    FAMILY_CLASSES,
+    IGNORE,
     NUM_CLASSES,
-    TRAIN_SPLIT,
-    VAL_SPLIT,
-    _grey,
-    _main_colour,
-    create_pretext_datasets,
+    OFFSETS,
+    PretextGenerator,
+    batch_generator,
+    family_of,
     pretext_labels,
-    render_pretext,
-    split_label,
 )
-from sladkit.data.synthetic import render_classification
+from sladkit.data.synthetic import synthetic_labels
 
 
-def test_same_seed_same_pixels():
-    a_images, a_targets = render_pretext(20, seed=3, split=TRAIN_SPLIT, size=32)
-    b_images, b_targets = render_pretext(20, seed=3, split=TRAIN_SPLIT, size=32)
-    assert np.array_equal(a_images, b_images) and np.array_equal(a_targets, b_targets)
-    prefix, _ = render_pretext(5, seed=3, split=TRAIN_SPLIT, size=32)
-    assert np.array_equal(prefix, a_images[:5])  # image i depends only on (seed, split, i)
-    other, _ = render_pretext(20, seed=4, split=TRAIN_SPLIT, size=32)
-    assert not np.array_equal(other, a_images)
+@pytest.fixture(scope="module")
+def gen():
+    return PretextGenerator(32, 8)
 
 
-def test_splits_and_downstream_scenes_differ():
-    train, _ = render_pretext(100, seed=0, split=TRAIN_SPLIT, size=32)
-    val, _ = render_pretext(100, seed=0, split=VAL_SPLIT, size=32)
-    downstream, _ = render_classification(100, seed=0, split=TRAIN_SPLIT, size=32)
-    train_hashes = {image.tobytes() for image in train}
-    assert len(train_hashes) == len(train)
-    assert not any(image.tobytes() in train_hashes for image in [*val, *downstream])
+@pytest.fixture(scope="module")
+def batch(gen):
+    return gen.batch(256, batch_generator(0, 0, "cpu"))
 
 
-@pytest.mark.parametrize("size", [32, 48])
-def test_shapes_and_balanced_labels(size):
-    images, targets = render_pretext(2 * NUM_CLASSES, seed=0, split=TRAIN_SPLIT, size=size)
-    assert images.shape == (2 * NUM_CLASSES, size, size, 3) and images.dtype == np.uint8
-    assert targets.dtype == np.int64
-    assert np.array_equal(np.bincount(targets, minlength=NUM_CLASSES), np.full(NUM_CLASSES, 2))
+def test_batches_are_pure_functions_of_seed_and_step(gen):
+    a = gen.batch(24, batch_generator(3, 7, "cpu"))
+    b = gen.batch(24, batch_generator(3, 7, "cpu"))
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert torch.equal(a.patch_labels, b.patch_labels)
+    for other in (batch_generator(3, 8, "cpu"), batch_generator(4, 7, "cpu")):
+        assert not torch.equal(gen.batch(24, other).images, a.images)
 
 
-def test_labels():
-    labels = pretext_labels()
-    assert len(labels) == len(set(labels)) == NUM_CLASSES >= 30
-    for label, name in enumerate(labels):
-        shape, texture, hue = split_label(label)
-        assert name.endswith(f"-{HUES[hue]}")
-    assert labels[0] == "circle-solid-red"
+def test_shapes_ranges_and_label_space(batch):
+    assert batch.images.shape == (256, 3, 32, 32) and batch.images.dtype == torch.float32
+    assert batch.images.min() >= 0 and batch.images.max() <= 1
+    assert batch.labels.dtype == torch.int64 and batch.labels.min() >= 0 and batch.labels.max() < NUM_CLASSES
+    assert batch.patch_labels.shape == (256, 4, 4)
+    values = set(batch.patch_labels.unique().tolist())
+    assert BACKGROUND in values and IGNORE in values and len(values) > 50
+    # a patch is labelled with its image's class, the background, or ignored
+    same = batch.patch_labels == batch.labels[:, None, None]
+    assert ((batch.patch_labels == BACKGROUND) | (batch.patch_labels == IGNORE) | same).all()
 
 
-@pytest.mark.parametrize("hue", range(len(HUES)))
-def test_object_colours(hue):
-    """The main colour lies in the central part of its hue bucket; the texture's second colour is grey."""
-    rng = np.random.default_rng(hue)
-    for _ in range(50):
-        background = rng.uniform(0, 255, 3).astype(np.float32)
-        main = _main_colour(rng, hue, background)
-        h, s, _ = colorsys.rgb_to_hsv(*(main / 255.0))
-        offset = (h * len(HUES) - hue + len(HUES) / 2) % len(HUES) - len(HUES) / 2  # in bucket widths
-        assert abs(offset) <= 1 / 6 + 1e-4 and s >= 0.6 - 1e-4
-        grey = _grey(rng, main)
-        assert grey[0] == grey[1] == grey[2] and 0 <= grey[0] <= 255
+def test_labels_and_families():
+    names = pretext_labels()
+    assert len(names) == len(set(names)) == NUM_CLASSES == sum(FAMILY_CLASSES.values())
+    for family in FAMILIES:
+        first = OFFSETS[family]
+        assert names[first].startswith(family)
+        assert names[first + FAMILY_CLASSES[family] - 1].startswith(family)
+        assert (
+            family_of(torch.tensor([first, first + FAMILY_CLASSES[family] - 1])).tolist()
+            == [FAMILIES.index(family)] * 2
+        )
 
 
-def test_datasets_apply_transforms():
-    cfg = transform_config(image_size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    train, val = create_pretext_datasets(transforms=cfg, seed=0, num_train=8, num_val=4)
-    assert (len(train), len(val)) == (8, 4)
-    image, label = val[1]
-    assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and label == 1
-    again, _ = val[1]
-    assert torch.equal(image, again)  # eval transform is deterministic
-    torch.manual_seed(0)
-    augmented, label = train[0]
-    assert augmented.shape == (3, 32, 32) and label == 0
+def test_every_family_and_most_classes_are_drawn(batch):
+    families = family_of(batch.labels).bincount(minlength=len(FAMILIES))
+    assert (families > 8).all()
+    assert len(batch.labels.unique()) > 0.7 * NUM_CLASSES
+
+
+def test_images_are_not_constant_and_differ(batch):
+    assert (batch.images.flatten(1).std(1) > 0.01).all()
+    flat = batch.images.flatten(1)
+    assert len({tuple(row[:64].tolist()) for row in flat}) == len(flat)
+
+
+def test_texture_images_are_all_foreground(batch):
+    texture = family_of(batch.labels) == FAMILIES.index("texture")
+    assert (batch.patch_labels[texture] == batch.labels[texture, None, None]).all()
+
+
+def test_not_a_relabelling_of_the_downstream_task():
+    """No pretext class is a downstream class (shape x texture of one object)."""
+    names = set(pretext_labels())
+    downstream = synthetic_labels("cls")
+    assert not names & set(downstream)
+    assert not any(name.removeprefix("shape-") in downstream for name in names)
+
+
+def test_patch_must_divide_size():
+    with pytest.raises(ValueError, match="does not divide"):
+        PretextGenerator(30, 8)
+
+
+def test_other_sizes(gen):
+    big = PretextGenerator(64, 16).batch(16, batch_generator(0, 0, "cpu"))
+    assert big.images.shape == (16, 3, 64, 64) and big.patch_labels.shape == (16, 4, 4)

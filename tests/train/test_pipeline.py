@@ -67,6 +67,12 @@ def test_segmentation_trains_and_reports_miou(tiny_config):
     assert saved["labels"][0] == "background" and saved["num_classes"] >= 5
 
 
+def test_hflip_reaches_the_saved_train_transform(tiny_config):
+    result = run(tiny_config(epochs=1, hflip=0.0, crop_scale=0.8))
+    saved = json.loads((result.run_dir / "config.json").read_text())["transforms"]["train"]
+    assert saved["hflip"] == 0.0 and saved["random_resized_crop"]["scale"] == [0.8, 1.0]
+
+
 def test_peft_loads_the_saved_adapters_onto_the_timm_models(tiny_config):
     from peft import PeftModel
 
