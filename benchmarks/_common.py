@@ -26,11 +26,12 @@ WEIGHTS = ROOT / "sladkit" / "models" / "weights"
 SMOKE_KWARGS = {"depth": 2, "init_values": 1.0}
 
 
-def pair_options(smoke: bool) -> dict:
+def pair_options(smoke: bool, weights: Path | None = None) -> dict:
     """TrainConfig values for the benchmarks' teacher/student pair.
 
-    Full runs load the shipped tiny pretrained pair as a user's weight files (`--no-pretrained` plus
-    `--teacher-weights/--student-weights`); `--smoke` runs use tiny random depth-2 models.
+    Full runs load the shipped tiny pretrained pair (or the pair's files in the folder `weights`) as a
+    user's weight files (`--no-pretrained` plus `--teacher-weights/--student-weights`); `--smoke` runs
+    use tiny random depth-2 models.
     """
     if smoke:
         return {
@@ -41,8 +42,8 @@ def pair_options(smoke: bool) -> dict:
         }
     return {
         "pretrained": False,
-        "teacher_weights": str(WEIGHTS / "sladkit_vit_192_p8.safetensors"),
-        "student_weights": str(WEIGHTS / "sladkit_vit_96_p8.safetensors"),
+        "teacher_weights": str(Path(weights or WEIGHTS) / "sladkit_vit_192_p8.safetensors"),
+        "student_weights": str(Path(weights or WEIGHTS) / "sladkit_vit_96_p8.safetensors"),
     }
 
 

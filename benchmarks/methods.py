@@ -2,8 +2,8 @@
 
 Pair: `_common.pair_options` (the shipped tiny pretrained pair, teacher sladkit_vit_192_p8 and student
 sladkit_vit_96_p8, loaded from their weight files through `--teacher-weights/--student-weights` with
-`--no-pretrained`, like a user's checkpoint); `--pretrain` rebuilds the files first with
-`tools/pretrain_tiny_pair.py`, `--teacher-weights/--student-weights` take other files.
+`--no-pretrained`, like a user's checkpoint; `tools/pretrain_tiny_pair.py` makes them);
+`--teacher-weights/--student-weights` take other files.
 
 Tasks (`--tasks`, comma-separated):
   cls  the synthetic 15-class task, shape x texture, `--train-images` labelled images (limited labels), a
@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -101,13 +100,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--teacher-weights", type=Path, default=None, help="default: the shipped tiny teacher")
     p.add_argument("--student-weights", type=Path, default=None, help="default: the shipped tiny student")
-    p.add_argument(
-        "--pretrain",
-        action="store_true",
-        help="rebuild the pair with tools/pretrain_tiny_pair.py first (into the work folder)",
-    )
-    p.add_argument("--pretrain-epochs", type=int, default=9, help="teacher epochs with --pretrain")
-    p.add_argument("--pretrain-student-epochs", type=int, default=25, help="student epochs with --pretrain")
     p.add_argument(
         "--jobs",
         type=int,
@@ -356,26 +348,6 @@ def print_plan(jobs: list[dict], args: argparse.Namespace) -> None:
     print(line, flush=True)
 
 
-def pretrain(args: argparse.Namespace, work: Path) -> None:
-    out = work / "weights"
-    command = [sys.executable, str(_common.ROOT / "tools" / "pretrain_tiny_pair.py"), "--out", str(out)]
-    command += ["--seed", "0"]
-    if args.smoke:
-        command += ["--epochs", "1", "--num-train", "256", "--num-val", "64"]
-    else:
-        command += [
-            "--epochs",
-            str(args.pretrain_epochs),
-            "--student-epochs",
-            str(args.pretrain_student_epochs),
-        ]
-    subprocess.run(command, check=True)
-    args.teacher_weights, args.student_weights = (
-        out / f"{TEACHER}.safetensors",
-        out / f"{STUDENT}.safetensors",
-    )
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -393,8 +365,6 @@ def main(argv=None) -> dict:
         work.mkdir(parents=True, exist_ok=True)
         if args.smoke and args.data_root is None:
             args.data_root = work / "data"
-        if args.pretrain and not args.plan_only:
-            pretrain(args, work)
         jobs = plan(args, work)
         print_plan(jobs, args)
         if args.plan_only:
@@ -418,10 +388,7 @@ def main(argv=None) -> dict:
     pair = (
         "random-init depth-2 (smoke)"
         if args.smoke
-        else (
-            f"{TEACHER} ({Path(args.teacher_weights).name}) / {STUDENT} ({Path(args.student_weights).name})"
-            + (" rebuilt by --pretrain" if args.pretrain else "")
-        )
+        else (f"{TEACHER} ({args.teacher_weights}) / {STUDENT} ({args.student_weights})")
     )
     report = {
         "name": "methods",

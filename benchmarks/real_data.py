@@ -42,6 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 import _real_datasets  # noqa: E402
+import _stats  # noqa: E402
 
 TEACHER, STUDENT = "sladkit_vit_192_p8", "sladkit_vit_96_p8"
 MODELS = ("logreg", "cnn", "probe-teacher", "probe-student", "slad-student", "slad-teacher")
@@ -85,23 +86,14 @@ def _version(package: str) -> str | None:
         return None
 
 
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion, in percent."""
-    if n == 0:
-        return 0.0, 100.0
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return round(100 * max(0.0, centre - half), 2), round(100 * min(1.0, centre + half), 2)
-
-
 def entry(dataset: str, model: str, correct: int, n: int, wall_s: float, **extra) -> dict:
     correct, n = int(correct), int(n)
+    ci = _stats.wilson(100.0 * correct / n, n)
     return {
         "dataset": dataset,
         "model": model,
         "acc": round(100.0 * correct / n, 2),
-        "ci95": list(wilson(correct, n)),
+        "ci95": [round(ci["low"], 2), round(ci["high"], 2)],
         "correct": correct,
         "n": n,
         "wall_s": round(wall_s, 2),

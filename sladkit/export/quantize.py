@@ -122,6 +122,8 @@ def quantize_qdq(
             "WeightSymmetric": True,
             "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # inputs only
             "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # output channels of a (in, out) weight
+            # TensorRT's IDequantizeLayer takes INT8/FP8/INT4 only: ORT's INT32 bias Q/DQ cannot build
+            "QuantizeBias": False,
         },
         calibration_cache_path=calibration.cache_path,
     )

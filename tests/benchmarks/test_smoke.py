@@ -143,7 +143,6 @@ def test_methods_statistics_helpers():
 
 def test_real_data_smoke(tmp_path):
     """real_data.py --smoke: one real dataset (scikit-learn's digits, a 200-image subset), every model."""
-    pytest.importorskip("sklearn", reason="real_data.py needs the bench extra: pip install -e '.[bench]'")
     subprocess.run(
         [sys.executable, str(BENCHMARKS / "real_data.py"), "--smoke", "--results", str(tmp_path)],
         check=True,
@@ -169,3 +168,37 @@ def test_real_data_smoke(tmp_path):
     }
     markdown = (tmp_path / "real_data.md").read_text()
     assert "Smoke run" in markdown and "Command:" in markdown and "{SHARED_NOTE}" not in markdown
+
+
+def test_recipe_smoke(tmp_path):
+    """recipe.py --smoke --search: two recipes, the embedded default (cls, seg) and the probes."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "recipe.py"),
+            "--smoke",
+            "--search",
+            "--recipes",
+            "default,lr 1e-2/1e-2",
+            "--results",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = json.loads((tmp_path / "recipe.json").read_text())
+    search = [r for r in report["runs"] if r["part"] == "search"]
+    assert {(r["task"], r["recipe"]) for r in search} >= {
+        ("synthetic", "default"),
+        ("synthetic", "lr 1e-2/1e-2"),
+    }
+    assert {r["task"] for r in report["runs"] if r["part"] == "default"} == {"cls", "seg"}
+    assert all(isinstance(r["student"], float) and r["process_s"] > 0 for r in report["runs"])
+    assert len(report["targets"]) == 4 and all(
+        " met" in t or "missed" in t or "reported" in t for t in report["targets"]
+    )
+    assert {p["role"] for p in report["probes"]} == {"teacher", "student"}
+    markdown = (tmp_path / "recipe.md").read_text()
+    assert "Recipe search" in markdown and "embedded default" in markdown and "Linear probes" in markdown

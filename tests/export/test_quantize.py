@@ -100,8 +100,6 @@ def test_qdq_placement_is_what_tensorrt_wants(exported, tmp_path):
     weights = 0
     for dq in (n for n in graph.node if n.op_type == "DequantizeLinear" and init.get(n.input[0]) is not None):
         w, scale = init[dq.input[0]], init[dq.input[1]]
-        if w.ndim < 2:
-            continue  # biases
         weights += 1
         axis = next(a.i for a in dq.attribute if a.name == "axis")
         consumer = next(n for n in graph.node if dq.output[0] in n.input)
@@ -109,6 +107,16 @@ def test_qdq_placement_is_what_tensorrt_wants(exported, tmp_path):
         out_axis = 0 if consumer.op_type == "Conv" or trans_b else 1
         assert axis == out_axis and scale.shape == (w.shape[out_axis],), consumer.name  # per output channel
     assert weights >= 8
+    # TensorRT's IDequantizeLayer takes INT8, FP8 and INT4 inputs only (no INT32 biases)
+    int8 = onnx.TensorProto.INT8
+    for dq in (n for n in graph.node if n.op_type == "DequantizeLinear"):
+        source = dq.input[0]
+        if source in init:
+            assert init[source].dtype == np.int8, f"{dq.name} dequantizes a {init[source].dtype} initializer"
+        else:
+            assert producer[source].op_type == "QuantizeLinear", dq.name
+            zero_point = producer[source].input[2]
+            assert next(i.data_type for i in graph.initializer if i.name == zero_point) == int8
 
 
 def test_tensorrt_cache_parses_back_to_the_computed_scales(exported, tmp_path):
