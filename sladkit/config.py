@@ -49,10 +49,10 @@ class TrainConfig:
     synthetic_train: int = _opt(2000, "Training images of the synthetic dataset.")
     synthetic_val: int = _opt(500, "Validation images of the synthetic dataset.")
     image_size: int | None = _opt(None, "Input size in pixels (default: the models' own).")
-    crop_scale: float = _opt(0.5, "Smallest area fraction of the random resized crop (train).")
+    crop_scale: float = _opt(0.8, "Smallest area fraction of the random resized crop (train).")
     hflip: float = _opt(
-        0.5,
-        "Probability of flipping a training image left-right (0 where a flip changes the class: text, digits).",
+        0.0,
+        "Probability of a left-right flip of a training image (off by default: it changes digits and text; 0.5 suits most photos).",
     )
     augment: bool = _opt(
         True, "Random resized crop and flip on training images (--no-augment: the eval preprocessing)."
@@ -97,8 +97,8 @@ class TrainConfig:
     batch_size: int = _opt(
         64, "Global batch per optimizer step, over all processes and --accumulate steps together."
     )
-    lr_head: float = _opt(2e-3, "Learning rate of the heads.")
-    lr_adapter: float = _opt(2e-3, "Learning rate of the LoRA adapters.")
+    lr_head: float = _opt(1e-2, "Learning rate of the heads.")
+    lr_adapter: float = _opt(1e-2, "Learning rate of the LoRA adapters.")
     lr_backbone: float = _opt(1e-4, "Learning rate of fully fine-tuned backbones.")
     weight_decay: float = _opt(1e-4, "AdamW weight decay.")
     warmup_epochs: float = _opt(1.0, "Linear warm-up length in epochs, then cosine decay.")
