@@ -248,11 +248,11 @@ def run_cnn(split: _real_datasets.Split, x_train32: np.ndarray, x_val32: np.ndar
 # ------------------------------------------------------------------------------------ linear probe
 
 
-def backbone_for_probe(role: str, smoke: bool):
+def backbone_for_probe(role: str, smoke: bool, weights: Path | None = None):
     """The frozen pair member as `benchmarks/_common.pair_options` loads it (tiny random ones with --smoke)."""
     from sladkit.models.backbones import create_backbone
 
-    opts = _common.pair_options(smoke)
+    opts = _common.pair_options(smoke, weights)
     model = create_backbone(
         TEACHER if role == "teacher" else STUDENT,
         role=role,

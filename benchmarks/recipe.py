@@ -159,7 +159,7 @@ def probes(args) -> list[dict]:
     rows = []
     for role in ("teacher", "student"):
         torch.manual_seed(args.seed)
-        model = backbone(role, args)
+        model = real_data.backbone_for_probe(role, args.smoke, args.weights)
         f_train, f_val = (
             real_data.pooled_features(model, x_train, cfg),
             real_data.pooled_features(model, x_val, cfg),
@@ -170,22 +170,6 @@ def probes(args) -> list[dict]:
         acc = 100.0 * float((pred == y_val).mean())
         rows.append({"role": role, "acc": round(acc, 2), "ci": _stats.wilson(acc, n_val), "C": details["C"]})
     return rows
-
-
-def backbone(role: str, args):
-    from sladkit.models.backbones import create_backbone
-
-    opts = _common.pair_options(args.smoke, args.weights)
-    name = "sladkit_vit_192_p8" if role == "teacher" else "sladkit_vit_96_p8"
-    model = create_backbone(
-        name,
-        role=role,
-        image_size=32,
-        pretrained=False,
-        weights=opts.get(f"{role}_weights"),
-        kwargs=opts.get(f"{role}_kwargs"),
-    )
-    return model.eval().requires_grad_(False)
 
 
 def markdown(report: dict) -> list[str]:
