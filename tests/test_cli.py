@@ -116,7 +116,8 @@ def test_an_occupied_out_folder_is_refused_and_left_intact(tmp_path):
     result = invoke("train", "--out", str(out), *TINY, "--rank", "4")
     assert result.exit_code == 1
     assert (
-        "already holds another run; pass --resume to continue it, --overwrite to replace it" in result.output
+        "already holds a run folder; pass --overwrite to replace it or --resume to continue it"
+        in result.output
     )
     assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert invoke("train", "--out", str(out), *TINY, "--rank", "4", "--overwrite").exit_code == 0

@@ -35,6 +35,14 @@ def describe_artifact(folder: Path, name: str, **fields) -> dict:
     return {"file": name, "bytes": path.stat().st_size, "sha256": sha256(path), **fields}
 
 
+def is_bundle(path: Path) -> bool:
+    """Whether `path` is a bundle sladkit wrote (its manifest.json names the schema): `--overwrite` may replace it."""
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text()).get("schema") == SCHEMA
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def read_manifest(bundle: str | Path) -> dict:
     path = Path(bundle) / MANIFEST
     if not path.is_file():

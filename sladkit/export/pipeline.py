@@ -20,8 +20,9 @@ import torch
 
 from sladkit import __version__
 from sladkit._atomic import atomic_dir
+from sladkit._outdir import check_out, locked
 from sladkit.config import ExportConfig
-from sladkit.errors import ConfigError, RunDirError
+from sladkit.errors import ConfigError
 from sladkit.export import bundle as bundles
 from sladkit.export.calib_cache import write_calibration_cache
 from sladkit.export.data import calibration_array, validation_arrays
@@ -73,7 +74,6 @@ def run(config: ExportConfig) -> ExportResult:
     target = get_target(config.target)
     precision = config.precision or target.precisions[0]
     target.check_precision(precision)
-    batch = config.batch_sizes
     if config.dla_core is not None and not 0 <= config.dla_core < target.dla_cores:
         raise ConfigError(
             f"target {target.name} has {target.dla_cores} DLA cores; --dla-core {config.dla_core} is out of range"
@@ -82,9 +82,16 @@ def run(config: ExportConfig) -> ExportResult:
         raise ConfigError("DLA runs FP16 or INT8 only; pass --precision fp16 or int8 with --dla-core")
     run_dir = Path(config.run_dir)
     out = Path(config.out) if config.out else Path("deploy") / f"{run_dir.name}-{target.name}"
-    if out.exists() and not config.overwrite:
-        raise RunDirError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    inputs = [run_dir, config.calib_data]
+    with locked(out, "export"):
+        check_out(out, overwrite=config.overwrite, kind="bundle", is_kind=bundles.is_bundle, inputs=inputs)
+        return _export(config, target, precision, run_dir, out, started)
 
+
+def _export(
+    config: ExportConfig, target, precision: str, run_dir: Path, out: Path, started: float
+) -> ExportResult:
+    batch = config.batch_sizes
     # 1. Merge.
     model, run_config = load_run_model(run_dir, role=config.model, checkpoint=config.checkpoint)
     merged = merge_adapters(model)

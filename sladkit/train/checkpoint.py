@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -74,7 +75,10 @@ def read_state(folder: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise RunDirError(f"checkpoint state {path} is unreadable ({e}); restart with --overwrite") from None
+        raise RunDirError(
+            f"checkpoint state {path} is unreadable ({e}); this checkpoint cannot be resumed: export the run's "
+            "other checkpoint (`sladkit export RUN --checkpoint best`), or start again with --overwrite"
+        ) from None
 
 
 def load_model_state(folder: Path, model: nn.Module) -> None:
@@ -87,7 +91,8 @@ def load_model_state(folder: Path, model: nn.Module) -> None:
         state = load_file(path)
     except (OSError, SafetensorError) as e:
         raise RunDirError(
-            f"checkpoint {path} is missing or corrupt ({e}); restart with --overwrite"
+            f"checkpoint {path} is missing or corrupt ({e}); export the run's other checkpoint "
+            "(`--checkpoint best`), or start again with --overwrite"
         ) from None
     own = model.state_dict()
     unknown = sorted(k for k in state if k not in own)
@@ -97,10 +102,21 @@ def load_model_state(folder: Path, model: nn.Module) -> None:
 
 
 def load_optimizer_state(folder: Path, optimizer: torch.optim.Optimizer) -> None:
+    """Load `optimizer.pt`; without one (moved away by the user), the optimizer starts afresh, with a warning."""
     path = folder / OPTIMIZER_FILE
+    run_dir = folder.parent.parent
+    if not path.exists():
+        print(
+            f"warning: {path} is missing: resuming with a fresh optimizer state (its moments restart from zero)",
+            file=sys.stderr,
+        )
+        return
     try:
-        optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state)
     except Exception as e:
         raise RunDirError(
-            f"optimizer state {path} is missing or corrupt ({e}); restart with --overwrite"
+            f"optimizer state {path} is damaged ({type(e).__name__}); the model weights beside it are intact: "
+            f"export them with `sladkit export {run_dir} --checkpoint {folder.name}`, or move {path.name} "
+            "away and --resume again to continue with a fresh optimizer state"
         ) from None

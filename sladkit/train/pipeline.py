@@ -7,6 +7,7 @@ and they agree before rank 0, the only writer, creates the run folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ import torch
 
 from sladkit import __version__
 from sladkit._atomic import atomic_write_text
+from sladkit._outdir import locked
 from sladkit.config import TrainConfig, write_json
 from sladkit.data import create_datasets, transform_config
 from sladkit.errors import ConfigError
@@ -31,6 +33,7 @@ from sladkit.train.distributed import (
     close_distributed,
     init_distributed,
     launch,
+    launched_worker,
     needs_launch,
     report_failure,
     under_torchrun,
@@ -39,7 +42,14 @@ from sladkit.train.interrupt import StopSignals
 from sladkit.train.loop import Progress, Trainer, seed_everything
 from sladkit.train.methods import METHODS, Method, get_method
 from sladkit.train.metrics import metric_name
-from sladkit.train.rundir import CONFIG_FILE, check_out_dir, clear_for_overwrite, default_out, trim_metrics
+from sladkit.train.rundir import (
+    CONFIG_FILE,
+    RUN_FORMAT,
+    check_out_dir,
+    clear_for_overwrite,
+    default_out,
+    trim_metrics,
+)
 
 
 @dataclass
@@ -89,11 +99,27 @@ def run(config: TrainConfig) -> TrainResult | None:
     check_method_options(config, method)
     out = Path(config.out) if config.out else default_out(config)
     config = config.replace(out=str(out))
-    if needs_launch(config):
-        check_out_dir(out, config)
-        check_devices(config, processes=config.devices)
-        return result_from_run_dir(out, config, started) if launch(config) else None
+    with _run_lock(config, out):
+        if needs_launch(config):
+            check_out_dir(out, config)
+            check_devices(config, processes=config.devices)
+            return result_from_run_dir(out, config, started) if launch(config) else None
+        return _run_here(config, method, out, started)
 
+
+def _run_lock(config: TrainConfig, out: Path):
+    """The run folder's lock, held by the one process that owns the run here (see `sladkit._outdir`).
+
+    That is this process, or the launcher of `--devices N` (its workers do not lock), or rank 0 of a
+    job torchrun started.
+    """
+    owner = (not under_torchrun() and config.node_rank == 0) or (
+        under_torchrun() and not launched_worker() and os.environ.get("RANK") == "0"
+    )
+    return locked(out, "train") if owner else contextlib.nullcontext()
+
+
+def _run_here(config: TrainConfig, method: Method, out: Path, started: float) -> TrainResult | None:
     ctx = None
     try:
         ctx = init_distributed(config)
@@ -236,7 +262,7 @@ def _check_inputs(config: TrainConfig, method: Method, out: Path):
 def resolved_config(config, data, transforms, pair, method, teacher_saved) -> dict:
     """config.json: everything a later stage needs to rebuild the models and the preprocessing."""
     return {
-        "format": "sladkit-run",
+        "format": RUN_FORMAT,
         "format_version": 1,
         "sladkit_version": __version__,
         "torch_version": torch.__version__,

@@ -6,10 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
+from sladkit._atomic import recover_dir
+from sladkit._outdir import check_out
 from sladkit.config import RUNTIME_ONLY, TrainConfig
 from sladkit.errors import RunDirError
+from sladkit.train.checkpoint import STATE_FILE
 
 CONFIG_FILE = "config.json"
+RUN_FORMAT = "sladkit-run"  # config.json's "format": the marker of a run folder
 
 
 def default_out(config: TrainConfig, root: Path = Path("runs")) -> Path:
@@ -33,33 +37,61 @@ def read_run_config(run_dir: Path) -> dict:
         raise RunDirError(f"{path} is unreadable ({e})") from None
 
 
+def is_run_folder(path: Path) -> bool:
+    """Whether `path` is a run folder sladkit wrote (its config.json says `"format": "sladkit-run"`)."""
+    try:
+        return json.loads((path / CONFIG_FILE).read_text()).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_out_dir(out: Path, config: TrainConfig) -> None:
-    """Refuse an output folder that holds something else, unless --resume/--overwrite says what to do."""
-    if out.exists() and not out.is_dir():
-        raise RunDirError(f"--out {out} is a file; choose a folder")
-    occupied = out.is_dir() and any(out.iterdir())
-    if config.resume:
-        # Options a run folder predates were at their defaults then.
-        saved = {**TrainConfig().to_dict(), **read_run_config(out)["train"]}
-        changed = sorted(
-            k for k, v in config.to_dict().items() if k not in RUNTIME_ONLY and saved.get(k) != v
+    """Refuse an output folder this run may not write, before anything is written.
+
+    A new run needs an empty or absent `out`, or `--overwrite` and a run folder sladkit wrote there;
+    `--resume` needs a run folder with a checkpoint and the same options. `out` may neither hold nor lie
+    inside the data or weights files.
+    """
+    inputs = [
+        config.data if config.data != "synthetic" else None,
+        config.teacher_weights,
+        config.student_weights,
+    ]
+    if not config.resume:
+        check_out(
+            out,
+            overwrite=config.overwrite,
+            kind="run folder",
+            is_kind=is_run_folder,
+            inputs=inputs,
+            hint=" or --resume to continue it",
         )
-        if changed:
-            details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in changed[:4])
-            raise RunDirError(
-                f"cannot resume {out}: options differ from the saved run ({details}); resume with the same "
-                "options, or start a new run with another --out"
-            )
-    elif occupied and not config.overwrite:
-        what = "another run" if (out / CONFIG_FILE).exists() else "other files"
+        return
+    check_out(out, overwrite=True, kind="run folder", is_kind=is_run_folder, inputs=inputs)
+    saved_config = read_run_config(out)
+    last = out / "checkpoints" / "last"
+    recover_dir(last)
+    if not (last / STATE_FILE).is_file():
         raise RunDirError(
-            f"{out} already holds {what}; pass --resume to continue it, --overwrite to replace it, "
-            "or choose another --out"
+            f"cannot resume {out}: {last / STATE_FILE} is missing (the run saved no checkpoint, or it was "
+            "removed), so its progress is unknown; start it again with --overwrite, or use another --out"
+        )
+    # Options a run folder predates were at their defaults then.
+    saved = {**TrainConfig().to_dict(), **saved_config["train"]}
+    changed = sorted(k for k, v in config.to_dict().items() if k not in RUNTIME_ONLY and saved.get(k) != v)
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in changed[:4])
+        raise RunDirError(
+            f"cannot resume {out}: options differ from the saved run ({details}); resume with the same "
+            "options, or start a new run with another --out"
         )
 
 
 def clear_for_overwrite(out: Path) -> None:
+    """Remove the run folder `--overwrite` replaces (`check_out_dir` has checked it is one)."""
     if out.exists():
+        if any(out.iterdir()) and not is_run_folder(out):
+            raise RunDirError(f"refusing to delete {out}: it is not a sladkit run folder")
         shutil.rmtree(out)
 
 

@@ -133,6 +133,7 @@ def broken_runs(run_dir, tmp_path):
     empty.mkdir()
     exists = tmp_path / "exists"
     exists.mkdir()
+    (exists / "notes.txt").write_text("not sladkit's")
     return {"incomplete": incomplete, "corrupt": corrupt, "few": few, "empty": empty, "exists": exists}
 
 
@@ -147,7 +148,7 @@ def broken_runs(run_dir, tmp_path):
         (["{run}", "--calib-data", "{empty}"], "holds no images"),
         (["{run}", "--calib-data", "{few}"], "has 3 readable images; at least 8"),
         (["{run}", "--calib-images", "4"], "--calib-images must be at least 8"),
-        (["{run}", "--out", "{exists}"], "already exists; pass --overwrite"),
+        (["{run}", "--out", "{exists}"], "holds files that are not a sladkit bundle"),
         (["{run}", "--batch", "8,1,1"], "--batch must be MIN,OPT,MAX"),
         (["{run}", "--target", "cpu", "--dla-core", "0"], "0 DLA cores"),
         (["{run}", "--max-accuracy-drop", "-1"], "INT8 loses"),
