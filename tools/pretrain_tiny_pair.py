@@ -67,6 +67,7 @@ RECIPE = (  # the options that define the weights; --resume refuses to change th
     "kd_weight",
     "kd_ramp",
     "smoke",
+    "init",
 )
 
 
@@ -92,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="folder with both backbones' .safetensors (an --export folder) to start from instead of random "
+        "init: a second stage continues a finished run (heads and projector start afresh)",
+    )
     p.add_argument(
         "--export-only",
         action="store_true",
@@ -252,6 +259,22 @@ def load_checkpoint(folder: Path, args, teacher, student, optimizers, device) ->
     return int(state["step"])
 
 
+def init_backbones(folder: Path, teacher, student, device) -> None:
+    """Load both backbones from an --export folder (float16 files are widened to float32)."""
+    from safetensors.torch import load_file
+
+    for role, model in (("teacher", teacher), ("student", student)):
+        path = folder / f"{MODELS[role]}.safetensors"
+        if not path.is_file():
+            sys.exit(f"--init: {path} not found; pass a folder written by --export")
+        state = {k: v.float() for k, v in load_file(str(path), device=str(device)).items()}
+        try:
+            model.backbone.load_state_dict(state)
+        except RuntimeError as e:
+            sys.exit(f"--init: {path} does not fit {MODELS[role]} ({str(e).splitlines()[0]})")
+        print(f"[{role}] initialised from {path}", flush=True)
+
+
 def export_backbones(args, step: int, teacher, student, metrics: dict, device, mean, std, val) -> None:
     """fp16 timm-key backbones in --export, checked by reloading them through sladkit's loader."""
     from safetensors.torch import save_file
@@ -272,6 +295,7 @@ def export_backbones(args, step: int, teacher, student, metrics: dict, device, m
             "recipe_steps": str(args.steps),
             "batch_size": str(args.batch_size),
             "seed": str(args.seed),
+            "init": str(args.init or "random"),
             "pretext_val_acc": str(metrics[f"{role}_acc"]),
         }
         tmp = path.with_name(f".{path.name}.tmp")
@@ -343,6 +367,8 @@ def main(argv: list[str] | None = None) -> None:
     student = Pretrainer(MODELS["student"], smoke=args.smoke, teacher_width=teacher.backbone.embed_dim).to(
         device
     )
+    if args.init and not args.resume:
+        init_backbones(Path(args.init), teacher, student, device)
     optimizers = {"teacher": create_optimizer(args, teacher), "student": create_optimizer(args, student)}
     start = load_checkpoint(ckpt, args, teacher, student, optimizers, device) if args.resume else 0
     if args.export_only:

@@ -94,3 +94,24 @@ def test_export_only_writes_the_checkpoint_backbones_and_touches_no_run_file(tmp
         a = load_file(tmp_path / "weights" / f"{name}.safetensors")
         b = load_file(tmp_path / "again" / f"{name}.safetensors")
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_stage_starts_from_the_first_stages_backbones(tmp_path, monkeypatch):
+    tool = load_tool()
+    tool.main(smoke_args(tmp_path / "one"))
+    first = tmp_path / "one" / "weights"
+    loaded = {}
+    init = tool.init_backbones
+
+    def spy(folder, teacher, student, device):
+        init(folder, teacher, student, device)
+        loaded.update({k: v.clone() for k, v in teacher.backbone.state_dict().items()})
+
+    monkeypatch.setattr(tool, "init_backbones", spy)
+    tool.main(smoke_args(tmp_path / "two", "--init", str(first), "--seed", "1"))
+    start = load_file(first / "sladkit_vit_192_p8.safetensors")
+    assert all(torch.equal(loaded[k], start[k].float()) for k in start)  # training started from stage one
+    end = load_file(tmp_path / "two" / "weights" / "sladkit_vit_192_p8.safetensors", device="cpu")
+    assert not all(torch.equal(end[k], start[k]) for k in start)  # and moved on from there
+    with pytest.raises(SystemExit, match="--init: .* not found"):
+        tool.main(smoke_args(tmp_path / "three", "--init", str(tmp_path / "nowhere")))
