@@ -8,6 +8,7 @@ finishes a swap interrupted between them.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -24,6 +25,17 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(path: str | Path, mode: int) -> None:
+    """Give a file (0o666) or folder (0o777) made by mkstemp/mkdtemp (0600/0700) the user's usual permissions."""
+    os.chmod(path, mode & ~_umask())
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +45,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _honour_umask(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -80,6 +93,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     recover_dir(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        _honour_umask(tmp, 0o777)
         yield tmp
         fsync_tree(tmp)
         old = _old_name(path)
@@ -92,3 +106,40 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temporaries(path: str | Path) -> None:
+    """Remove the `.NAME.*.tmp` folders a killed `atomic_dir(path)` left beside `path`.
+
+    Call it only while holding the lock of whatever owns `path` (`sladkit._outdir.locked`): then no
+    live writer is using them.
+    """
+    path = Path(path)
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def work_dir(prefix: str) -> Iterator[Path]:
+    """A private scratch folder `<tmp>/<prefix><pid>-*`, removed on exit.
+
+    A process killed with SIGKILL cannot remove its own, so each call first removes the ones whose
+    process no longer exists.
+    """
+    for old in Path(tempfile.gettempdir()).glob(f"{glob.escape(prefix)}*-*"):
+        pid = old.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as tmp:
+        yield Path(tmp)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from sladkit import __version__
-from sladkit._atomic import atomic_dir
+from sladkit._atomic import atomic_dir, remove_stale_temporaries, work_dir
 from sladkit._outdir import check_out, locked
 from sladkit.config import ExportConfig
 from sladkit.errors import ConfigError
@@ -111,8 +110,8 @@ def _export(
     num_classes = run_config["num_classes"]
     checks: dict = {"merge": {"max_abs_diff": merge_diff, "images": min(64, len(images))}}
 
-    with tempfile.TemporaryDirectory(prefix="sladkit-export-") as work, atomic_dir(out) as tmp:
-        work = Path(work)
+    remove_stale_temporaries(out)  # a killed export's; we hold the lock
+    with work_dir("sladkit-export-") as work, atomic_dir(out) as tmp:
         # 2. ONNX, checked against PyTorch on real validation images.
         raw = work / "raw.onnx"
         export_onnx(merged, raw, image_size=run_config["image_size"], opset=target.opset)

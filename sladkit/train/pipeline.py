@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from sladkit import __version__
-from sladkit._atomic import atomic_write_text
+from sladkit._atomic import atomic_write_text, remove_stale_temporaries
 from sladkit._outdir import locked
 from sladkit.config import TrainConfig, write_json
 from sladkit.data import create_datasets, transform_config
@@ -171,6 +171,8 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
         progress = Progress.from_dict(state)
         if ctx.is_main:
             trim_metrics(out, progress.global_step)
+            for name in ("last", "best"):  # what a killed checkpoint write left (we hold the lock)
+                remove_stale_temporaries(out / "checkpoints" / name)
             within = f" + {progress.epoch_step} steps" if progress.epoch_step else ""
             print(
                 f"resuming {out} from stage {progress.stage_index + 1}, epoch {progress.epoch}{within}",

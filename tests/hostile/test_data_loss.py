@@ -105,10 +105,17 @@ def test_nothing_is_deleted(world, command, message):
 
 def test_overwrite_replaces_a_bundle_and_a_run_folder(world, tmp_path):
     bundle = tmp_path / "bundle"
-    assert invoke("export", world["run"], "--out", bundle, *EXPORT_FAST).exit_code == 0
+    old = os.umask(0o022)
+    try:
+        assert invoke("export", world["run"], "--out", bundle, *EXPORT_FAST).exit_code == 0
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in [bundle, *bundle.iterdir()]} <= {"0o755", "0o644"}
+    (tmp_path / ".bundle.x1.tmp").mkdir()  # what a killed export leaves
     result = invoke("export", world["run"], "--out", bundle, *EXPORT_FAST)
     assert result.exit_code == 1 and "already holds a bundle; pass --overwrite" in result.output
     assert invoke("export", world["run"], "--out", bundle, *EXPORT_FAST, "--overwrite").exit_code == 0
+    assert not (tmp_path / ".bundle.x1.tmp").exists()
     # a bundle is not a run folder, and the other way round
     result = invoke("train", "--out", bundle, *TINY, "--overwrite")
     assert result.exit_code == 1 and "not a sladkit run folder" in result.output
