@@ -1,7 +1,9 @@
 """Adapters in PEFT's format (`adapter_config.json` + `adapter_model.safetensors`).
 
 `peft.PeftModel.from_pretrained(timm_model, folder)` loads them onto the plain timm backbone. The
-student's shared factors are materialised (copied out of the teacher's) on the way.
+student's shared factors are materialised (copied out of the teacher's) on the way. sladkit's task head
+lives outside the timm backbone (PEFT's `modules_to_save` cannot reach it), so it is saved beside them as
+`head.safetensors`, its metadata naming the head's class and the run checkpoint both came from.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sladkit.models.adapters import lora_layers
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+HEAD_WEIGHTS = "head.safetensors"
 
 
 def peft_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -28,8 +31,15 @@ def peft_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_peft_adapter(model: nn.Module, folder: str | Path, *, base_model: str) -> None:
-    """Write `model`'s LoRA adapters into `folder` (atomically) in PEFT's format."""
+def save_peft_adapter(
+    model: nn.Module,
+    folder: str | Path,
+    *,
+    base_model: str,
+    head: nn.Module | None = None,
+    checkpoint: str = "last",
+) -> None:
+    """Write `model`'s LoRA adapters into `folder` (atomically) in PEFT's format, and `head` beside them."""
     from safetensors.torch import save_file
 
     layers = lora_layers(model)
@@ -56,3 +66,7 @@ def save_peft_adapter(model: nn.Module, folder: str | Path, *, base_model: str) 
     with atomic_dir(folder) as tmp:
         save_file(peft_state_dict(model), tmp / ADAPTER_WEIGHTS)
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        if head is not None:
+            state = {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}
+            meta = {"class": type(head).__name__, "checkpoint": checkpoint, "base_model": base_model}
+            save_file(state, tmp / HEAD_WEIGHTS, metadata=meta)

@@ -98,13 +98,20 @@ def run(config: TrainConfig) -> TrainResult | None:
     method = get_method(config.method)
     check_method_options(config, method)
     out = Path(config.out) if config.out else default_out(config)
-    config = config.replace(out=str(out))
+    config = config.replace(out=str(out), **_absolute_inputs(config))
     with _run_lock(config, out):
         if needs_launch(config):
             check_out_dir(out, config)
             check_devices(config, processes=config.devices)
             return result_from_run_dir(out, config, started) if launch(config) else None
         return _run_here(config, method, out, started)
+
+
+def _absolute_inputs(config: TrainConfig) -> dict:
+    """The data folder and weight files as absolute paths: the run folder is read from anywhere."""
+    paths = {"data": None if config.data == "synthetic" else config.data}
+    paths.update(teacher_weights=config.teacher_weights, student_weights=config.student_weights)
+    return {k: os.path.abspath(v) for k, v in paths.items() if v}
 
 
 def _run_lock(config: TrainConfig, out: Path):
@@ -201,12 +208,22 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
     )
     progress = trainer.fit(progress)
 
-    if ctx.is_main:
+    if ctx.is_main:  # the adapters of the checkpoint `sladkit export` takes by default: best
         pair.cpu()
-        if pair.spec.teacher_adapter:
-            save_peft_adapter(pair.teacher.backbone, out / "adapters" / "teacher", base_model=config.teacher)
-        if pair.spec.student_adapter:
-            save_peft_adapter(pair.student.backbone, out / "adapters" / "student", base_model=config.student)
+        best = out / "checkpoints" / "best"
+        source = "best" if (best / ckpt.STATE_FILE).is_file() else "last"
+        if source == "best":
+            ckpt.load_model_state(best, pair)
+        for role in ("teacher", "student"):
+            if getattr(pair.spec, f"{role}_adapter"):
+                model = getattr(pair, role)
+                save_peft_adapter(
+                    model.backbone,
+                    out / "adapters" / role,
+                    base_model=getattr(config, role),
+                    head=model.head,
+                    checkpoint=source,
+                )
     ctx.barrier()
     if not ctx.is_main:
         return None

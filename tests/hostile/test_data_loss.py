@@ -187,3 +187,18 @@ def test_a_damaged_optimizer_state_offers_a_safe_way_on(tmp_path, monkeypatch):
     result = invoke("train", "--out", out, "--resume")
     assert result.exit_code == 0, result.output
     assert "resuming with a fresh optimizer state" in result.output
+
+
+def test_a_run_trained_with_relative_paths_exports_from_anywhere(world, tmp_path, monkeypatch):
+    monkeypatch.chdir(world["root"])
+    assert invoke("train", "--data", "data", "--out", "fresh", *TINY).exit_code == 0
+    saved = json.loads((world["root"] / "fresh" / "config.json").read_text())
+    assert saved["train"]["data"] == str(world["data"])  # absolute, as the run folder is read from anywhere
+    assert (
+        invoke("train", "--data", "data", "--out", "fresh", "--resume").exit_code == 0
+    )  # still the same run
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = invoke("export", world["root"] / "fresh", "--out", "bundle", *EXPORT_FAST)
+    assert result.exit_code == 0, result.output

@@ -75,6 +75,7 @@ def test_hflip_reaches_the_saved_train_transform(tiny_config):
 
 def test_peft_loads_the_saved_adapters_onto_the_timm_models(tiny_config):
     from peft import PeftModel
+    from safetensors import safe_open
 
     from sladkit.models.backbones import create_backbone
     from sladkit.models.pair import create_pair
@@ -86,7 +87,7 @@ def test_peft_loads_the_saved_adapters_onto_the_timm_models(tiny_config):
     trained = create_pair(
         config, num_classes=15, image_size=32, teacher_adapter=True, shared=True, student_ft=False
     )
-    ckpt.load_model_state(out / "checkpoints/last", trained)
+    ckpt.load_model_state(out / "checkpoints/best", trained)  # what export takes by default
     trained.eval()
     x = torch.randn(4, 3, 32, 32)
     for role in ("teacher", "student"):
@@ -110,6 +111,11 @@ def test_peft_loads_the_saved_adapters_onto_the_timm_models(tiny_config):
             got = peft_model.base_model.model.forward_features(x)
         assert not torch.allclose(without_adapters, expected, atol=1e-4), "training changed nothing"
         assert torch.allclose(got, expected, atol=1e-5), role
+        with safe_open(out / "adapters" / role / "head.safetensors", "pt") as f:
+            assert f.metadata()["checkpoint"] == "best" and f.metadata()["class"] == "ClassificationHead"
+        head = load_file(out / "adapters" / role / "head.safetensors")
+        own = getattr(trained, role).head.state_dict()
+        assert head.keys() == own.keys() and all(torch.equal(head[k], own[k]) for k in own)
 
 
 def _train_cmd(out: Path, *extra: str) -> list[str]:
