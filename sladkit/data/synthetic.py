@@ -14,17 +14,22 @@ label are 255 (ignore).
 
 Scenes are rendered once, at the eval transform's `resize` size, into uint8 arrays; image `i` of a split
 is a pure function of `(task, seed, split, i)`, so the same seed gives identical pixels, a larger split
-extends a smaller one, and train and val (different `split`) never share a scene.
+extends a smaller one, and train and val (different `split`) never share a scene. The module needs numpy
+only (the torch-free runtime renders its `--data synthetic` scenes with it); `SyntheticDataset` is a
+map-style dataset that torch's DataLoader takes without subclassing torch's `Dataset`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from sladkit.data import _scenes
 from sladkit.data._scenes import SHAPES, TEXTURES
+
+if TYPE_CHECKING:
+    import torch
 
 CLS_LABELS = [f"{shape}-{texture}" for shape in SHAPES for texture in TEXTURES]
 SEG_LABELS = ["background", *SHAPES]
@@ -102,7 +107,7 @@ def render_segmentation(num: int, *, seed: int, split: int, size: int) -> tuple[
     return images, masks
 
 
-class SyntheticDataset(Dataset):
+class SyntheticDataset:
     """Pre-rendered synthetic scenes with a transform applied on access.
 
     Items are `(image, label)` for classification (image (3, S, S) float32, label int) and

@@ -195,9 +195,74 @@ def read_state_dict(path: str | Path, *, role: str) -> dict[str, torch.Tensor]:
     }
 
 
+HF_PATCH_KEY = "embeddings.patch_embeddings.projection.weight"  # marks Hugging Face's Dinov2Model layout
+
+
+def from_hf_dinov2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face `transformers` Dinov2Model / Dinov2WithRegistersModel keys -> timm's ViT keys.
+
+    This is the layout of `facebook/dinov2-*`'s `model.safetensors` (and of what transformers 5 saves, which
+    names the projections `attention.{q,k,v,o}_proj`): separate query/key/value projections
+    (concatenated into timm's `qkv`), `layer_scale{1,2}.lambda1` (timm's `ls{1,2}.gamma`), the final
+    `layernorm` (timm's `norm`). A `dinov2.` prefix (Dinov2ForImageClassification) and the classifier are
+    dropped, as is the `mask_token` (used only in pretraining).
+    """
+    state = {k.removeprefix("dinov2."): v for k, v in state.items() if not k.startswith("classifier.")}
+    out = {
+        "cls_token": state.pop("embeddings.cls_token"),
+        "pos_embed": state.pop("embeddings.position_embeddings"),
+        "patch_embed.proj.weight": state.pop(HF_PATCH_KEY),
+        "patch_embed.proj.bias": state.pop("embeddings.patch_embeddings.projection.bias"),
+    }
+    state.pop("embeddings.mask_token", None)
+    if "embeddings.register_tokens" in state:
+        out["reg_token"] = state.pop("embeddings.register_tokens")
+    renames = {
+        "attention.output.dense.": "attn.proj.",
+        "attention.o_proj.": "attn.proj.",
+        "layer_scale1.lambda1": "ls1.gamma",
+        "layer_scale2.lambda1": "ls2.gamma",
+        "mlp.weights_in.": "mlp.fc1.",  # SwiGLU (ViT-g) is stored as one in-projection in both
+        "mlp.weights_out.": "mlp.fc2.",
+    }
+    blocks = sorted({int(k.split(".")[2]) for k in state if k.startswith("encoder.layer.")})
+    for i in blocks:
+        hf, timm_ = f"encoder.layer.{i}.", f"blocks.{i}."
+        # The Hub's files say attention.attention.{query,key,value}; transformers 5 saves attention.{q,k,v}_proj.
+        old_names = f"{hf}attention.attention.query.weight" in state
+        names = (
+            ("attention.query", "attention.key", "attention.value")
+            if old_names
+            else ("q_proj", "k_proj", "v_proj")
+        )
+        for kind in ("weight", "bias"):
+            parts = [state.pop(f"{hf}attention.{n}.{kind}") for n in names]
+            out[f"{timm_}attn.qkv.{kind}"] = torch.cat(parts, 0)
+        for key in [k for k in state if k.startswith(hf)]:
+            rest = key[len(hf) :]
+            for old, new in renames.items():
+                rest = rest.replace(old, new)
+            out[timm_ + rest] = state.pop(key)
+    for kind in ("weight", "bias"):
+        if f"layernorm.{kind}" in state:
+            out[f"norm.{kind}"] = state.pop(f"layernorm.{kind}")
+    out.update(state)  # anything else is reported as unexpected by the caller
+    return out
+
+
 def load_weights(model: VisionTransformer, path: str | Path, *, role: str) -> None:
-    """Load a weights file into `model`, resampling position embeddings; report mismatched keys."""
+    """Load a weights file into `model`, resampling position embeddings; report mismatched keys.
+
+    Accepted layouts: timm's, the original DINOv2 repository's, and Hugging Face's (`from_hf_dinov2`).
+    """
     state = read_state_dict(path, role=role)
+    if any(k.removeprefix("dinov2.") == HF_PATCH_KEY for k in state):
+        try:
+            state = from_hf_dinov2(state)
+        except KeyError as e:
+            raise ModelError(
+                f"{role} weights {str(path)!r} look like Hugging Face's DINOv2 but lack {e}"
+            ) from None
     try:
         state = checkpoint_filter_fn(state, model)  # converts original DINOv2/DeiT keys, resamples pos_embed
     except Exception as e:

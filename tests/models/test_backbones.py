@@ -129,3 +129,40 @@ def test_incompatible_pairs_are_refused(student, message):
     with pytest.raises(ModelError, match=message):
         check_pair(_info(), student)
     check_pair(_info(), _info(width=96, num_heads=3, depth=3))  # narrower and shallower is fine
+
+
+HUB_NAMES = {  # facebook/dinov2-*'s model.safetensors predates transformers 5's names
+    "attention.q_proj.": "attention.attention.query.",
+    "attention.k_proj.": "attention.attention.key.",
+    "attention.v_proj.": "attention.attention.value.",
+    "attention.o_proj.": "attention.output.dense.",
+}
+
+
+@pytest.mark.parametrize("wrapper, names", [("", "hub"), ("", "transformers-5"), ("dinov2.", "hub")])
+def test_hugging_face_dinov2_weights_load_into_the_timm_model(tmp_path, wrapper, names):
+    """Hugging Face's DINOv2 layout: a random transformers Dinov2Model, saved and loaded."""
+    from safetensors.torch import save_file
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(
+        hidden_size=384, num_hidden_layers=2, num_attention_heads=6, patch_size=14, image_size=56,
+        layerscale_value=0.5,
+    )  # fmt: skip
+    hf = Dinov2Model(config).eval()
+    path = tmp_path / "model.safetensors"
+    state = {}
+    for key, value in hf.state_dict().items():
+        for new, old in HUB_NAMES.items() if names == "hub" else ():
+            key = key.replace(new, old)
+        state[wrapper + key] = value.contiguous()
+    save_file(state, str(path))
+    model = create_backbone(
+        "vit_small_patch14_dinov2", role="student", image_size=56, weights=str(path), kwargs={"depth": 2}
+    ).eval()
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        expected = hf(pixel_values=x).last_hidden_state
+        got = model.forward_features(x)
+    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
