@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from PIL import Image
 
+from sladkit.data.images import ImageReadError, load_rgb
 from sladkit.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -46,13 +46,11 @@ def parallel_map(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
 
 
 def probe_image(path: Path) -> tuple[tuple[int, int] | None, str]:
-    """Open and fully decode an image; returns ((width, height), "") or (None, the reason it failed)."""
+    """Decode an image as training will; returns ((width, height), "") or (None, the reason it failed)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.size, ""
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
-        return None, f"{type(e).__name__}: {e}".strip().rstrip(":")
+        return load_rgb(path).size, ""
+    except ImageReadError as e:
+        return None, e.reason
 
 
 def report_unreadable(unreadable: list[tuple[Path, str]], *, root: Path, strict: bool) -> list[str]:
@@ -63,7 +61,7 @@ def report_unreadable(unreadable: list[tuple[Path, str]], *, root: Path, strict:
     count = f"{len(unreadable)} unreadable image(s) in {root}"
     if strict:
         raise DataError(
-            f"image {path} cannot be read ({reason}); {count}; "
+            f"cannot read image {path} ({reason}); {count}; "
             "replace or delete the file(s), or drop strict to skip them"
         )
     warnings.warn(

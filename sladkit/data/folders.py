@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from sladkit.data._files import (
@@ -39,6 +38,7 @@ from sladkit.data._files import (
     split_indices,
     stratified_split,
 )
+from sladkit.data.images import load_mask, load_rgb
 from sladkit.errors import DataError
 
 CLS_LAYOUT = "DIR/train/<class>/<image> (optionally DIR/val/<class>/<image>)"
@@ -46,7 +46,6 @@ SEG_LAYOUT = (
     "DIR/train/images/<name>.jpg with DIR/train/masks/<name>.png "
     "(optionally DIR/val/images, DIR/val/masks and DIR/classes.txt)"
 )
-MASK_MODES = ("L", "P")
 IGNORE_INDEX = 255
 
 
@@ -62,8 +61,7 @@ class ImageFolderDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        with Image.open(self.paths[index]) as image:
-            tensor, _ = self.transform(image.convert("RGB"), None)
+        tensor, _ = self.transform(load_rgb(self.paths[index]), None)
         return tensor, self.targets[index]
 
 
@@ -79,8 +77,7 @@ class SegmentationFolderDataset(Dataset):
         return len(self.image_paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        with Image.open(self.image_paths[index]) as image, Image.open(self.mask_paths[index]) as mask:
-            return self.transform(image.convert("RGB"), np.asarray(mask))
+        return self.transform(load_rgb(self.image_paths[index]), load_mask(self.mask_paths[index]))
 
 
 def _check_root(root: Path, task: str) -> None:
@@ -208,21 +205,10 @@ def _pair_masks(split_dir: Path) -> tuple[list[Path], list[Path]]:
 
 def _read_mask(path: Path) -> tuple[tuple[int, int], int]:
     """Decode a mask; returns ((width, height), largest value other than IGNORE_INDEX, or -1)."""
-    try:
-        with Image.open(path) as mask:
-            mask.load()
-            mode, size = mask.mode, mask.size
-            array = np.asarray(mask) if mode in MASK_MODES else None
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
-        raise DataError(f"mask {path} cannot be read ({type(e).__name__}: {e}); replace the file") from None
-    if array is None:
-        raise DataError(
-            f"mask {path} has mode {mode!r}; expected a single-channel 8-bit PNG (mode 'L' or 'P') "
-            "whose pixel values are class indices"
-        )
+    array = load_mask(path)
     values = np.unique(array)
     values = values[values != IGNORE_INDEX]
-    return size, int(values.max()) if len(values) else -1
+    return (array.shape[1], array.shape[0]), int(values.max()) if len(values) else -1
 
 
 def _read_classes_txt(root: Path) -> list[str] | None:

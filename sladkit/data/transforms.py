@@ -17,7 +17,8 @@ The dict::
 
 Eval preprocessing, exactly (`eval.resize = int(image_size / crop_pct)`, `eval.center_crop = image_size`):
 
-1. Decode to 8-bit RGB (PIL `.convert("RGB")`), size W x H.
+1. Decode to 8-bit RGB (`sladkit.data.images`: PIL's `.convert("RGB")`; 16-bit images by their high
+   byte), size W x H.
 2. Resize so the shorter side is `resize`: `short' = resize`, `long' = int(resize * long / short)`
    (truncated), with PIL `Image.resize((W', H'), resample=<interpolation>)` (PIL antialiases when
    downscaling). Skipped when (W', H') == (W, H).
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sladkit.data.images import as_rgb
 from sladkit.errors import ConfigError, DataError
 
 INTERPOLATIONS = {
@@ -159,19 +161,6 @@ def _config_problems(size, mean, std, interpolation, scale, ratio, hflip, resize
     return problems
 
 
-def to_pil_rgb(image: Any) -> Image.Image:
-    """A PIL RGB image from a PIL image (any mode) or a uint8 (H, W, 3) numpy array."""
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise DataError(
-            f"got an image of type {type(image).__name__} with dtype {array.dtype} and shape {array.shape}; "
-            "expected a PIL image or a uint8 (H, W, 3) RGB array"
-        )
-    return Image.fromarray(array)
-
-
 def eval_size(cfg: dict[str, Any], width: int, height: int) -> tuple[int, int]:
     """(W', H') of an image of size (width, height) after the eval shorter-side resize."""
     resize = cfg["eval"]["resize"]
@@ -185,7 +174,7 @@ def preprocess_eval(cfg: dict[str, Any], image: Any) -> np.ndarray:
 
     Args:
         cfg: the transform config from `transform_config` (or a run's config.json).
-        image: a PIL image or a uint8 (H, W, 3) RGB array.
+        image: a PIL image (any mode, see `sladkit.data.images`), a uint8 (H, W, 3) RGB array or a file path.
 
     Returns:
         The normalised image (3, S, S) float32, equal to `create_transforms(cfg, train=False, ...)`'s.
@@ -196,7 +185,7 @@ def preprocess_eval(cfg: dict[str, Any], image: Any) -> np.ndarray:
 def resize_crop_eval(cfg: dict[str, Any], image: Any) -> np.ndarray:
     """The eval resize and centre crop alone: a uint8 (S, S, 3) RGB array (what a baked model takes)."""
     check_transform_config(cfg)
-    pil = to_pil_rgb(image)
+    pil = as_rgb(image)
     new_size = eval_size(cfg, *pil.size)
     if new_size != pil.size:
         pil = pil.resize(new_size, resample=INTERPOLATIONS[cfg["interpolation"]])
@@ -227,7 +216,7 @@ class PairTransform:
         import torch
         from torchvision import tv_tensors
 
-        pil = to_pil_rgb(image)
+        pil = as_rgb(image)
         if mask is None:
             return self.pipeline(pil).as_subclass(torch.Tensor), None
         if self.task == "cls":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from sladkit.data import create_datasets
+from sladkit.data.images import ImageReadError, load_rgb
 from sladkit.data.transforms import preprocess_eval
 from sladkit.errors import DataError
 
@@ -72,14 +73,22 @@ def calibration_array(
     images, unreadable = [], []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                images.append(preprocess_eval(run_config["transforms"], image.convert("RGB")))
-        except (OSError, ValueError):
-            unreadable.append(path)
+            images.append(preprocess_eval(run_config["transforms"], load_rgb(path)))
+        except ImageReadError as e:
+            unreadable.append(e)
+    skipped = (
+        f"{len(unreadable)} unreadable, first {unreadable[0].path}: {unreadable[0].reason}"
+        if unreadable
+        else ""
+    )
     if len(images) < MIN_CALIB_IMAGES:
-        detail = f" ({len(unreadable)} unreadable, e.g. {unreadable[0]})" if unreadable else ""
+        detail = f" ({skipped})" if skipped else ""
         raise DataError(
             f"calibration folder {folder} has {len(images)} readable images{detail}; at least {MIN_CALIB_IMAGES} "
             "are needed (a few hundred are better)"
+        )
+    if skipped:
+        warnings.warn(
+            f"calibration skipped images of {folder} ({skipped}); replace or remove them", stacklevel=2
         )
     return np.stack(images), str(folder.resolve())

@@ -7,19 +7,32 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sladkit.data.images import load_mask
 from sladkit.data.transforms import eval_size
-from sladkit.metrics import task_metric
+from sladkit.errors import DataError
+from sladkit.metrics import IGNORE_INDEX, task_metric
 from sladkit.runtime.datasets import labelled_images
 from sladkit.runtime.model import RuntimeModel
 
 
-def eval_mask(transforms: dict, mask) -> np.ndarray:
-    """A mask through the eval geometry of its image: nearest resize of the shorter side, centre crop."""
-    pil = (
-        Image.open(mask)
-        if isinstance(mask, (str, Path))
-        else Image.fromarray(np.asarray(mask, dtype=np.uint8))
-    )
+def eval_mask(transforms: dict, mask, num_classes: int) -> np.ndarray:
+    """A mask through the eval geometry of its image: nearest resize of the shorter side, centre crop.
+
+    Raises:
+        DataError: an unreadable mask, one that is not single-channel 8-bit, or a value that is neither a class
+            index of the model (0..num_classes - 1) nor 255 (ignore).
+    """
+    is_file = isinstance(mask, (str, Path))
+    array = load_mask(mask) if is_file else np.asarray(mask, dtype=np.uint8)
+    values = np.unique(array)
+    bad = values[(values >= num_classes) & (values != IGNORE_INDEX)]
+    if len(bad):
+        raise DataError(
+            f"mask {mask if is_file else '(an array)'} has value {int(bad[0])}, but the model has {num_classes} "
+            f"classes (values 0..{num_classes - 1}, 255 = ignore); fix the mask, or evaluate a model trained "
+            "on these classes"
+        )
+    pil = Image.fromarray(array)
     new_size = eval_size(transforms, *pil.size)
     if new_size != pil.size:
         pil = pil.resize(new_size, resample=Image.NEAREST)
@@ -38,7 +51,9 @@ def evaluate(model: RuntimeModel, data: str, *, batch: int = 32, limit: int | No
         predictions.extend(logits.argmax(axis=1))
         for _, target in pending:
             targets.append(
-                eval_mask(model.artifact.transforms, target) if model.task == "seg" else int(target)
+                eval_mask(model.artifact.transforms, target, len(model.labels))
+                if model.task == "seg"
+                else int(target)
             )
         pending.clear()
 

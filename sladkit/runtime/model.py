@@ -6,10 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from sladkit.data.transforms import normalize_eval, resize_crop_eval
-from sladkit.errors import DataError
 from sladkit.runtime.artifacts import Artifact, resolve
 from sladkit.runtime.backends import Backend, create_backend
 
@@ -37,21 +35,6 @@ class Prediction:
         }
 
 
-def read_image(image) -> Image.Image:
-    """A PIL RGB image from a path, a PIL image or a uint8 (H, W, 3) array; one clear error if unreadable."""
-    if isinstance(image, (str, Path)):
-        try:
-            with Image.open(image) as opened:
-                return opened.convert("RGB")
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(
-                f"cannot read image {image} ({type(e).__name__}); pass a JPEG/PNG/... file"
-            ) from None
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    return Image.fromarray(np.asarray(image, dtype=np.uint8))
-
-
 class RuntimeModel:
     """An artifact on a backend. Use as a context manager, or call `close()`."""
 
@@ -68,8 +51,8 @@ class RuntimeModel:
         return self.artifact.labels
 
     def crop(self, image) -> np.ndarray:
-        """The eval resize + centre crop: uint8 (S, S, 3)."""
-        return resize_crop_eval(self.artifact.transforms, read_image(image))
+        """The eval resize + centre crop: uint8 (S, S, 3) (decoding as in `sladkit.data.images`)."""
+        return resize_crop_eval(self.artifact.transforms, image)
 
     def preprocess(self, images) -> np.ndarray:
         """A batch in the model's input layout: float32 (N, 3, S, S), or uint8 (N, S, S, 3) when baked."""
