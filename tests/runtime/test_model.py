@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -12,11 +13,11 @@ import pytest
 from PIL import Image
 
 import sladkit.runtime
+from sladkit.engine_stamp import EngineStampError, check_fits
 from sladkit.errors import SladkitError
 from sladkit.runtime.artifacts import resolve
 from sladkit.runtime.backends import create_backend
 from sladkit.runtime.backends.base import BackendError
-from sladkit.runtime.backends.tensorrt import check_engine_fits
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,19 @@ with sladkit.runtime.load({str(cpu_bundle)!r}) as model:
     assert result.stdout.strip() in json.loads((cpu_bundle / "manifest.json").read_text())["labels"]
 
 
+def test_profile_on_synthetic_data_runs_without_torch(cpu_bundle):
+    code = f"""
+import sys
+sys.modules["torch"] = None  # any import of torch now fails
+from sladkit.cli import cli
+cli(["profile", {str(cpu_bundle)!r}, "--data", "synthetic", "--eval-images", "16", "--iterations", "3",
+     "--warmup", "1"])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "acc" in result.stdout + result.stderr
+
+
 def test_tampered_or_unknown_artifacts_are_refused(cpu_bundle, tmp_path):
     with pytest.raises(SladkitError, match="does not exist"):
         resolve(tmp_path / "nothing")
@@ -96,13 +110,15 @@ def test_wrong_inputs_and_unreadable_images(cpu_bundle, tmp_path):
 
 def test_engines_from_another_tensorrt_or_gpu_are_refused():
     meta = {"tensorrt_version": "10.3.0", "compute_capability": "8.7", "gpu": "Orin"}
-    check_engine_fits("model.int8.engine", meta, "10.3.0", {"compute_capability": "8.7"})
+    check_fits("model.int8.engine", meta, "10.3.0.30", {"compute_capability": "8.7"})
     with pytest.raises(
-        BackendError, match="built with TensorRT 10.3.0, this machine has 8.5.2.*build_engine.sh"
+        EngineStampError, match="built with TensorRT 10.3.0, this machine has 8.5.2.*build_engine.sh"
     ):
-        check_engine_fits("model.int8.engine", meta, "8.5.2", {"compute_capability": "8.7"})
-    with pytest.raises(BackendError, match="compute capability 8.7 .*this one is 9.0"):
-        check_engine_fits("model.int8.engine", meta, "10.3.1", {"compute_capability": "9.0", "name": "H100"})
+        check_fits("model.int8.engine", meta, "8.5.2", {"compute_capability": "8.7"})
+    with pytest.raises(EngineStampError, match="this machine has 10.3.1.*'Support Policies'"):
+        check_fits("model.int8.engine", meta, "10.3.1", {"compute_capability": "8.7"})
+    with pytest.raises(EngineStampError, match="compute capability 8.7 .*this one is 9.0"):
+        check_fits("model.int8.engine", meta, "10.3.0", {"compute_capability": "9.0", "name": "H100"})
 
 
 def test_engine_batch_limit_and_unavailable_tensorrt(cpu_bundle, tmp_path):
@@ -110,6 +126,7 @@ def test_engine_batch_limit_and_unavailable_tensorrt(cpu_bundle, tmp_path):
     shutil.copytree(cpu_bundle, bundle)
     (bundle / "model.fp16.engine").write_bytes(b"engine")
     engine_meta = {
+        "sha256": hashlib.sha256(b"engine").hexdigest(),
         "tensorrt_version": "10.3.0",
         "precision": "fp16",
         "input": {"batch": {"min": 1, "opt": 1, "max": 4}},
