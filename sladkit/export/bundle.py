@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from sladkit.engine_stamp import STAMP, is_engine
 from sladkit.errors import SladkitError
 
 MANIFEST = "manifest.json"
@@ -62,7 +63,12 @@ def read_manifest(bundle: str | Path) -> dict:
 
 
 def verify_bundle(bundle: str | Path) -> dict:
-    """The manifest, after checking the schema and every artifact's size and SHA-256."""
+    """The manifest, after checking the schema and every artifact's size and SHA-256.
+
+    Engines and their engine.json are not checked against the manifest: they belong to the device, where
+    build_engine.sh rebuilds them, and each engine is checked against its own stamp when it is loaded
+    (`sladkit.engine_stamp`).
+    """
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     for artifact in manifest["artifacts"]:
@@ -80,6 +86,8 @@ def summary(manifest: dict) -> str:
     """A human-readable summary of a bundle."""
     target = manifest["target"]
     inp = manifest["input"]
+        if artifact["file"] == STAMP or is_engine(artifact["file"]):
+            continue
     lines = [
         f"sladkit bundle ({manifest['task']}, {len(manifest['labels'])} classes) for {target['name']}"
         + (

@@ -1,16 +1,18 @@
 """What an artifact path is, and what the runtime needs to know about it (without torch).
 
 `sladkit.runtime.load` accepts a bundle folder (manifest.json), an `.onnx` file (sladkit's metadata), a
-TensorRT engine file (with `engine.json` beside it, and the bundle's manifest.json for preprocessing) or a
-training run folder (config.json; run with torch, as the reference).
+TensorRT engine file (stamped in the `engine.json` beside it, see `sladkit.engine_stamp`, and with the bundle's
+manifest.json for preprocessing) or a training run folder (config.json; run with torch, as the reference).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sladkit.engine_stamp import EngineStampError, is_engine, read_stamp, read_stamps
 from sladkit.errors import SladkitError
 
 INPUT = "images"
@@ -64,7 +66,7 @@ def resolve(path: str | Path, *, model: str | None = None, verify: bool = True) 
         return _run_folder(path)
     if path.is_file() and path.suffix == ".onnx":
         return _onnx_file(path)
-    if path.is_file() and path.suffix in (".engine", ".plan", ".trt"):
+    if path.is_file() and is_engine(path):
         return _engine_file(path, verify)
     raise ArtifactError(
         f"{path} is not a sladkit artifact: expected a bundle folder (manifest.json), a run folder (config.json), "
@@ -78,11 +80,12 @@ def _bundle(folder: Path, model: str | None, verify: bool) -> Artifact:
     manifest = verify_bundle(folder) if verify else read_manifest(folder)
     files = {a["file"]: a for a in manifest["artifacts"]}
     name = model or "model.onnx"
+    engines = bundle_engines(folder, manifest)
+    if name in engines:
+        return _engine_file(folder / name, verify, manifest=manifest, given=folder)
     if name not in files:
-        models = ", ".join(f for f in files if f.endswith((".onnx", ".engine")))
+        models = ", ".join([f for f in files if f.endswith(".onnx")] + engines)
         raise ArtifactError(f"{folder} has no {name}; its models are: {models}")
-    if name.endswith(".engine"):
-        return _engine_file(folder / name, verify=False, manifest=manifest)
     return Artifact(
         kind="bundle",
         path=folder,
@@ -123,30 +126,44 @@ def _onnx_file(path: Path) -> Artifact:
     )
 
 
-def _engine_file(path: Path, verify: bool, manifest: dict | None = None) -> Artifact:
+def bundle_engines(folder: Path, manifest: dict) -> list[str]:
+    """A bundle's engines: listed in its manifest, stamped in its engine.json, or built beside it."""
+    names = {a["file"] for a in manifest["artifacts"] if is_engine(a["file"])}
+    names |= {p.name for p in folder.iterdir() if p.is_file() and is_engine(p)}
+    with contextlib.suppress(EngineStampError):  # a broken engine.json is reported when an engine loads
+        names |= set(read_stamps(folder))
+    return sorted(names)
+
+
+def _engine_file(
+    path: Path, verify: bool, manifest: dict | None = None, given: Path | None = None
+) -> Artifact:
+    """An engine and its stamp (engine.json: SHA-256 checked with `verify`), with its bundle's manifest."""
     from sladkit.export.bundle import read_manifest, verify_bundle
 
-    meta_path = path.parent / "engine.json"
-    if not meta_path.is_file():
-        raise ArtifactError(
-            f"{path} has no engine.json beside it; build engines with the bundle's build_engine.sh"
-        )
-    engines = json.loads(meta_path.read_text()).get("engines", {})
-    if path.name not in engines:
-        raise ArtifactError(f"{meta_path} does not describe {path.name}; rebuild it with build_engine.sh")
+    if not path.is_file():
+        raise ArtifactError(f"{path} does not exist; build it with the bundle's build_engine.sh")
+    meta = read_stamp(path, verify=verify)
     if manifest is None:
         manifest = (verify_bundle if verify else read_manifest)(path.parent)
-    meta = engines[path.name]
+    source = meta.get("onnx") or {}  # the bundle file it was built from
+    bundled = {a["file"]: a.get("sha256") for a in manifest["artifacts"]}.get(source.get("file"))
+    if verify and source.get("sha256") and bundled and bundled != source["sha256"]:
+        raise EngineStampError(
+            f"{path.name} was built from another {source['file']} than this bundle's (SHA-256 "
+            f"{source['sha256'][:12]} in engine.json, {bundled[:12]} in manifest.json); "
+            "rebuild it with the bundle's build_engine.sh"
+        )
     return Artifact(
         kind="engine",
-        path=path,
+        path=given or path,
         model_file=path,
         task=manifest["task"],
         labels=manifest["labels"],
         transforms=manifest["preprocessing"]["transforms"],
         in_graph=manifest["preprocessing"]["in_graph"],
-        precision=meta.get("precision", "?"),
-        batch_max=meta.get("input", {}).get("batch", {}).get("max"),
+        precision=meta["precision"],
+        batch_max=((meta.get("input") or {}).get("batch") or {}).get("max"),
         manifest=manifest,
         engine_meta=meta,
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sladkit.runtime.artifacts import resolve
+import click
+
+from sladkit.runtime.artifacts import bundle_engines, resolve
 from sladkit.runtime.backends import BACKENDS, list_backends
 from sladkit.runtime.profiler import (
     ProfileConfig,
@@ -27,21 +29,27 @@ def list_backends_text() -> str:
 
 
 def expand(paths: list[str]) -> list[tuple[str, str | None]]:
-    """(path, model file) pairs: a bundle folder stands for each of its models."""
+    """(path, model file) pairs: a bundle folder stands for each of its models.
+
+    A bundle's engines (listed in its manifest or built beside it by build_engine.sh) that cannot run here
+    are skipped with one line on stderr saying why; every other problem with them is an error when loaded.
+    """
     from sladkit.export.bundle import verify_bundle
 
     items = []
     for path in paths:
         p = Path(path)
-        if p.is_dir() and (p / "manifest.json").is_file():
-            manifest = verify_bundle(p)
-            engines_ok = list_backends()["tensorrt"][0]
-            for artifact in manifest["artifacts"]:
-                name = artifact["file"]
-                if name.endswith(".onnx") or (name.endswith(".engine") and engines_ok):
-                    items.append((path, name))
-        else:
+        if not (p.is_dir() and (p / "manifest.json").is_file()):
             items.append((path, None))
+            continue
+        manifest = verify_bundle(p)
+        items += [(path, a["file"]) for a in manifest["artifacts"] if a["file"].endswith(".onnx")]
+        engines_ok, why = BACKENDS["tensorrt"].availability()
+        for name in bundle_engines(p, manifest):
+            if engines_ok:
+                items.append((path, name))
+            else:
+                click.echo(f"skipping {p / name}: the tensorrt backend is unavailable here ({why})", err=True)
     return items
 
 
