@@ -32,7 +32,6 @@ Sources (NVIDIA documentation and NVIDIA/TensorRT on GitHub):
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import subprocess
@@ -40,7 +39,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sladkit._atomic import atomic_write_bytes, atomic_write_text
+from sladkit._atomic import atomic_write_bytes
+from sladkit.engine_stamp import STAMP, record_stamp
 from sladkit.errors import ConfigError, SladkitError, require
 from sladkit.export.calib_cache import parse_cache_header, read_calibration_cache, trt_version_number
 from sladkit.export.targets import Target
@@ -48,7 +48,7 @@ from sladkit.export.trtexec import _check_shape, _plan, _version
 
 _log = logging.getLogger(__name__)
 
-ENGINE_METADATA = "engine.json"
+ENGINE_METADATA = STAMP  # engine.json; its schema and checks are in sladkit.engine_stamp
 
 
 class EngineBuildError(SladkitError):
@@ -296,9 +296,12 @@ def build_engine(
         "gpu": gpu["name"],
         "compute_capability": gpu["compute_capability"],
         "gpu_source": gpu["source"],
+        "built_by": "tensorrt python api",
         "target": target.name,
         "precision": precision,
         "strongly_typed": plan.strongly_typed,
+        "version_compatible": False,  # no BuilderFlag.VERSION_COMPATIBLE: only this exact TensorRT loads it
+        "hardware_compatibility": "none",  # no hardware-compatibility level: only this GPU architecture
         "onnx": {"file": onnx_path.name, "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()},
         "calibration_cache": Path(calib_cache).name if cache is not None else None,
         "input": {
@@ -311,19 +314,5 @@ def build_engine(
         "build_seconds": round(seconds, 3),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _record(engine_path.parent / ENGINE_METADATA, meta)
+    record_stamp(engine_path, meta)
     return meta
-
-
-def _record(path: Path, meta: dict) -> None:
-    """Add or replace one engine's entry in engine.json ({"schema_version": 1, "engines": {file: meta}})."""
-    doc = {"schema_version": 1, "engines": {}}
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-            if isinstance(old, dict) and isinstance(old.get("engines"), dict):
-                doc["engines"] = old["engines"]
-        except (OSError, ValueError):
-            _log.warning("replacing unreadable %s", path)
-    doc["engines"][meta["engine"]] = meta
-    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")

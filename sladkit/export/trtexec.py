@@ -288,6 +288,9 @@ def write_build_script(path: str | Path, commands: list[list[str]], *, target: T
         lines.append("# (on a discrete GPU: sudo nvidia-smi --lock-gpu-clocks=<min,max> instead)")
     lines += [
         "# Set TRTEXEC=/path/to/trtexec if trtexec is not on PATH (JetPack: /usr/src/tensorrt/bin/trtexec).",
+        "# Each engine's trtexec output is kept in <engine>.log and stamped into engine.json (TensorRT version",
+        "# and GPU from that log, SHA-256, shapes) by python3 -m sladkit.engine_stamp (PYTHON=... to choose",
+        "# the interpreter); sladkit profile/eval/predict load only stamped engines.",
         "set -euo pipefail",
         'cd "$(dirname "$0")"',
         'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"',
@@ -295,6 +298,15 @@ def write_build_script(path: str | Path, commands: list[list[str]], *, target: T
         '  echo "error: trtexec not found; set TRTEXEC=/path/to/trtexec" >&2',
         "  exit 127",
         "fi",
+        'PYTHON="${PYTHON:-python3}"',
+        "stamp() {  # ENGINE LOG: record ENGINE in engine.json from trtexec's LOG",
+        "  if \"$PYTHON\" -c 'import sladkit.engine_stamp' >/dev/null 2>&1; then",
+        '    "$PYTHON" -m sladkit.engine_stamp "$1" --log "$2"',
+        "  else",
+        '    echo "warning: $1 is built but not stamped ($PYTHON cannot import sladkit), so sladkit will not" \\',
+        '      "load it: pip install sladkit, then run here: python3 -m sladkit.engine_stamp $1 --log $2" >&2',
+        "  fi",
+        "}",
     ]
     if target.tensorrt:
         expected = trt_version_number(target.tensorrt)
@@ -318,8 +330,12 @@ def write_build_script(path: str | Path, commands: list[list[str]], *, target: T
         lines.append("fi")
     for argv in commands:
         engine = next((a.split("=", 1)[1] for a in argv if a.startswith("--saveEngine=")), "engine")
+        log = shlex.quote(f"{engine}.log")
         lines.append(f"echo {shlex.quote('==> building ' + engine)} >&2")
-        lines.append(" \\\n    ".join(['"$TRTEXEC"', *(shlex.quote(a) for a in argv[1:])]))
+        lines.append(
+            " \\\n    ".join(['"$TRTEXEC"', *(shlex.quote(a) for a in argv[1:])]) + f" 2>&1 | tee {log}"
+        )
+        lines.append(f"stamp {shlex.quote(engine)} {log}")
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
     atomic_write_text(tmp, "\n".join(lines) + "\n")

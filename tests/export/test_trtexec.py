@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,10 +230,12 @@ def test_script_refuses_non_trtexec_commands(tmp_path):
 
 
 FAKE_TRTEXEC = """#!/usr/bin/env bash
+echo "&&&& RUNNING TensorRT.trtexec [TensorRT v@VERSION@] [b1] # trtexec $*"
 if [ "${1:-}" = "--help" ]; then
-  echo "&&&& RUNNING TensorRT.trtexec [TensorRT v@VERSION@] [b1] # trtexec --help"
   exit 0
 fi
+echo "[I] Selected Device: Orin"
+echo "[I] Compute Capability: 8.7"
 printf '%s\\n' "$@" >> "@LOG@"
 for a in "$@"; do
   case "$a" in
@@ -239,6 +243,7 @@ for a in "$@"; do
     --saveEngine=*) echo engine > "${a#*=}" ;;
   esac
 done
+echo "&&&& PASSED TensorRT.trtexec"
 """
 
 
@@ -257,15 +262,19 @@ def test_script_runs_from_anywhere_with_bundle_files_only(tmp_path, reported, wa
     run = subprocess.run(
         ["bash", str(script)],
         cwd=tmp_path,
-        env={**os.environ, "TRTEXEC": str(fake)},
+        env={**os.environ, "TRTEXEC": str(fake), "PYTHON": sys.executable},
         capture_output=True,
         text=True,
     )
     assert run.returncode == 0, run.stderr
     assert ("warning" in run.stderr) is warns
     assert (bundle / "model.fp16.engine").is_file() and (bundle / "model.int8.engine").is_file()
+    stamps = json.loads((bundle / "engine.json").read_text())["engines"]  # each engine stamped from its log
+    assert {"model.fp16.engine", "model.int8.engine"} <= set(stamps)
+    assert stamps["model.fp16.engine"]["tensorrt_version"] == ("10.3.0" if not warns else "8.5.2")
     if not warns:
         assert (bundle / "model.int8.dla0.engine").is_file()
+        assert stamps["model.int8.dla0.engine"]["dla_core"] == 0
         assert "--calib=calib.cache" in log.read_text().splitlines()
 
 

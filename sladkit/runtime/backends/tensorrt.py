@@ -1,32 +1,19 @@
 """TensorRT engines, through Polygraphy's TrtRunner (which handles TensorRT 8.5 and 10 bindings and buffers).
 
-An engine runs only on the TensorRT version and GPU it was built for: `engine.json` (written beside it by
-`sladkit export` or `build_engine.sh`) is checked first, and a mismatch says how to rebuild. tensorrt and
-polygraphy are imported lazily. Not exercised on our CI machines (no GPU); see the README.
+An engine runs only on the TensorRT version and GPU it was built for: its stamp in `engine.json` (written
+beside it by `sladkit export` or `build_engine.sh`; its SHA-256 was checked when the artifact was resolved) is
+checked against this machine first, by NVIDIA's rules (`sladkit.engine_stamp.check_fits`), and a mismatch
+names the rule and says how to rebuild. tensorrt and polygraphy are imported lazily. Exercised here against a
+stand-in tensorrt and TrtRunner only (no GPU); see the README.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from sladkit.engine_stamp import check_fits
 from sladkit.runtime.artifacts import INPUT, OUTPUT
 from sladkit.runtime.backends.base import Backend, BackendError, layer_times, summarise_layers
-
-
-def check_engine_fits(engine: str, meta: dict, tensorrt_version: str, gpu: dict) -> None:
-    """Refuse an engine built for another TensorRT version or GPU, saying how to rebuild it."""
-    built = str(meta.get("tensorrt_version"))
-    if built.split(".")[:2] != tensorrt_version.split(".")[:2]:
-        raise BackendError(
-            f"{engine} was built with TensorRT {built}, this machine has {tensorrt_version}; engines are not "
-            "portable: rebuild it here with the bundle's build_engine.sh"
-        )
-    wanted, here = meta.get("compute_capability"), gpu.get("compute_capability")
-    if wanted and here and wanted != here:
-        raise BackendError(
-            f"{engine} was built for a GPU of compute capability {wanted} ({meta.get('gpu')}), this one is {here} "
-            f"({gpu.get('name')}); rebuild it here with the bundle's build_engine.sh"
-        )
 
 
 class TensorRTBackend(Backend):
@@ -52,12 +39,17 @@ class TensorRTBackend(Backend):
 
         from sladkit.export.tensorrt import _gpu_info
 
-        gpu = _gpu_info()
-        check_engine_fits(
-            self.artifact.model_file.name, self.artifact.engine_meta or {}, str(trt.__version__), gpu
-        )
-        self.runner = TrtRunner(EngineFromBytes(self.artifact.model_file.read_bytes()))
-        self.runner.activate()
+        engine, version, gpu = self.artifact.model_file, str(trt.__version__), _gpu_info()
+        check_fits(engine.name, self.artifact.engine_meta, version, gpu)
+        try:
+            self.runner = TrtRunner(EngineFromBytes(engine.read_bytes()))
+            self.runner.activate()
+        except Exception as e:  # Polygraphy and TensorRT raise their own exception types
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BackendError(
+                f"TensorRT {version} cannot load {engine} ({message}); rebuild it here with the bundle's "
+                "build_engine.sh"
+            ) from None
         self.device = f"cuda ({gpu.get('name') or 'GPU'})"
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
