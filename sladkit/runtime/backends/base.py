@@ -53,8 +53,10 @@ class Backend(ABC):
         return True, ""
 
     def load(self) -> Backend:
-        self._load()
-        self.loaded = True
+        """Load the model; once only (`load()` then `with model:` must not load it twice)."""
+        if not self.loaded:
+            self._load()
+            self.loaded = True
         return self
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
