@@ -72,6 +72,8 @@ def verify_bundle(bundle: str | Path) -> dict:
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     for artifact in manifest["artifacts"]:
+        if artifact["file"] == STAMP or is_engine(artifact["file"]):
+            continue
         path = bundle / artifact["file"]
         if not path.is_file():
             raise BundleError(f"{path} is listed in the manifest but missing; export the bundle again")
@@ -86,8 +88,6 @@ def summary(manifest: dict) -> str:
     """A human-readable summary of a bundle."""
     target = manifest["target"]
     inp = manifest["input"]
-        if artifact["file"] == STAMP or is_engine(artifact["file"]):
-            continue
     lines = [
         f"sladkit bundle ({manifest['task']}, {len(manifest['labels'])} classes) for {target['name']}"
         + (
