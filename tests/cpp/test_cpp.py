@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import functools
 import json
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from sladkit.data.images import load_rgb
 from sladkit.data.transforms import normalize_eval, resize_crop_eval
 
 CPP_DIR = Path(__file__).resolve().parents[2] / "cpp"
@@ -63,6 +66,28 @@ def write_image(path: Path, size: tuple[int, int], seed: int = 0) -> np.ndarray:
     pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path, **({"quality": 90} if path.suffix == ".jpg" else {}))
     return np.asarray(Image.open(path).convert("RGB"))
+
+
+def png_bytes(width: int, height: int, depth: int, colour: int, raw: bytes) -> bytes:
+    """A PNG file: IHDR (colour 0 grey, 2 RGB), one IDAT of the zlib-compressed `raw` rows, IEND."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def write_png16(path: Path, values: np.ndarray) -> None:
+    """A 16-bit PNG of uint16 `values` (H, W, 1 grey or 3 RGB); Pillow writes 16-bit grey only."""
+    height, width, channels = values.shape
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in values)  # filter type 0 per row
+    path.write_bytes(png_bytes(width, height, 16, {1: 0, 3: 2}[channels], raw))
 
 
 def infer(exe: Path, bundle: Path, image: Path, tmp_path: Path, *args: str) -> tuple[dict, np.ndarray, Path]:
@@ -157,6 +182,20 @@ def test_jpeg_within_decoder_difference(infer_exe, bundles, tmp_path, baked):
     np.testing.assert_allclose(logits, expected, rtol=0, atol=ATOL)
 
 
+@pytest.mark.parametrize("channels", [1, 3], ids=["grey", "rgb"])
+def test_16_bit_png_matches_python(infer_exe, bundles, tmp_path, channels):
+    """16-bit PNGs: stb_image and sladkit.data.images both keep the high byte (v >> 8), never clip to white."""
+    bundle = bundles[("cls", True)]  # baked: the uint8 crop is compared bit for bit
+    values = np.random.default_rng(channels).integers(0, 65536, (37, 45, channels), dtype=np.uint16)
+    write_png16(tmp_path / "deep.png", values)
+    image = np.asarray(load_rgb(tmp_path / "deep.png"))
+    np.testing.assert_array_equal(image, np.broadcast_to(values >> 8, (37, 45, 3)).astype(np.uint8))
+    _, logits, inputs = infer(infer_exe, bundle, tmp_path / "deep.png", tmp_path)
+    x_ref, logits_ref = reference(bundle, image)
+    np.testing.assert_array_equal(np.fromfile(inputs, x_ref.dtype).reshape(x_ref.shape), x_ref)
+    np.testing.assert_allclose(logits, logits_ref, rtol=0, atol=ATOL)
+
+
 def test_int8_model_and_save_mask(infer_exe, bundles, tmp_path):
     """--model picks another file of the bundle; --save-mask writes the argmax mask as an 8-bit PNG."""
     bundle = bundles[("seg", False)]
@@ -195,6 +234,7 @@ def _fails(exe: Path, *argv: str, code: int = 1) -> str:
         ("schema", "has schema 'sladkit-bundle' version 2; this library reads 'sladkit-bundle' version 1"),
         ("no-image", "not found; expected an image file"),
         ("bad-image", "cannot read image"),
+        ("bomb", "(refused as a possible decompression bomb: 20000x20000 = 400000000 pixels, over Pillow's"),
         ("no-model", "model file"),
         ("backend", "backend 'tensorrt' is not compiled in; available: onnxruntime"),
     ],
@@ -216,6 +256,10 @@ def test_errors_are_one_clear_line(infer_exe, bundles, copy_bundle, tmp_path, ch
     elif change == "bad-image":
         args[1] = tmp_path / "text.png"
         args[1].write_text("not an image")
+    elif change == "bomb":
+        # A PNG declaring 400 M pixels in a few bytes: refused from its header, before decoding, as by Pillow.
+        args[1] = tmp_path / "bomb.png"
+        args[1].write_bytes(png_bytes(20000, 20000, 8, 0, b""))
     elif change == "no-model":
         (bundle / "model.onnx").unlink()
     elif change == "backend":
