@@ -70,11 +70,11 @@ def write_bomb(path: Path) -> Path:
     return path
 
 
-def write_truncated(path: Path, seed: int = 0) -> Path:
-    """A noise PNG (or JPEG) cut in the middle of its pixel data."""
+def write_truncated(path: Path, mode: str = "RGB") -> Path:
+    """A SIZE x SIZE noise PNG (or JPEG) cut in the middle of its pixel data."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    noise = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(path)
+    noise = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    Image.fromarray(noise).convert(mode).save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
@@ -347,7 +347,7 @@ SEG_CASES = {  # (what to break: the image or the mask, writer, what the line sa
         lambda p: write_png16(p, (1,)),
         "mask {} has mode 'I;16'; expected a single-channel",
     ),
-    "mask-truncated": ("mask", write_truncated, "cannot read mask {} " + TRUNCATED),
+    "mask-truncated": ("mask", lambda p: write_truncated(p, mode="L"), "cannot read mask {} " + TRUNCATED),
     "mask-bomb": ("mask", write_bomb, "cannot read mask {} (" + BOMB),
     "image-truncated": ("image", write_truncated, "cannot read image {} " + TRUNCATED),
     "image-bomb": ("image", write_bomb, "cannot read image {} (" + BOMB),
