@@ -17,7 +17,15 @@ from pathlib import Path
 import click
 
 from sladkit import __version__
-from sladkit.config import ExportConfig, TrainConfig
+from sladkit.config import (
+    EvalConfig,
+    ExportConfig,
+    PredictConfig,
+    ProfileConfig,
+    TrainConfig,
+    load_run_config,
+    option_flag,
+)
 from sladkit.errors import ConfigError, SladkitError
 from sladkit.export.targets import TARGETS
 from sladkit.train.methods import METHODS
@@ -77,7 +85,7 @@ def config_options(config_cls, *, exclude: tuple[str, ...] = (), choices: dict |
             kind = hints[f.name]
             if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
                 kind = next(a for a in typing.get_args(kind) if a is not type(None))
-            flag = "--" + f.name.replace("_", "-")
+            flag = option_flag(f)
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             kwargs = {
                 "default": default,
@@ -144,8 +152,6 @@ def train(ctx: click.Context, **options) -> None:
 
 def _resume_config(explicit: dict) -> TrainConfig:
     """The saved run's config, with the options typed now on top (the run checks they still agree)."""
-    from sladkit.train.rundir import read_run_config
-
     if explicit.get("overwrite"):
         raise ConfigError("--resume and --overwrite contradict each other: choose one")
     if "out" not in explicit:
@@ -155,7 +161,7 @@ def _resume_config(explicit: dict) -> TrainConfig:
         raise ConfigError(
             f"nothing to resume in {out} (no config.json); drop --resume to start a new run there"
         )
-    saved = read_run_config(out)["train"]
+    saved = load_run_config(out)["train"]
     return TrainConfig.from_dict({**saved, **explicit})
 
 
@@ -190,13 +196,13 @@ def info(bundle: str) -> None:
 
 
 def _batch_list(ctx, param, value: str) -> tuple[int, ...]:
+    """Parse MIN,... batch sizes; ProfileConfig checks their range."""
     try:
-        sizes = tuple(int(v) for v in value.split(","))
+        return tuple(int(v) for v in value.split(","))
     except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise click.BadParameter(f"expected comma-separated positive batch sizes such as 1,8, got {value!r}")
-    return sizes
+        raise click.BadParameter(
+            f"expected comma-separated positive batch sizes such as 1,8, got {value!r}"
+        ) from None
 
 
 @cli.command()
@@ -204,42 +210,20 @@ def _batch_list(ctx, param, value: str) -> tuple[int, ...]:
 @click.option(
     "--batch", "batches", default="1,8", show_default=True, callback=_batch_list, help="Batch sizes."
 )
-@click.option("--warmup", default=10, show_default=True, help="Untimed iterations first.")
-@click.option("--iterations", default=100, show_default=True, help="Timed iterations per batch size.")
-@click.option("--duration", type=float, help="Time each batch size for this many seconds instead.")
-@click.option("--threads", type=int, help="CPU threads of the backend.")
-@click.option("--backend", help="Backend to use (see --list-backends).")
-@click.option("--data", help="Labelled image folder (or 'synthetic') for accuracy.")
-@click.option("--eval-images", default=500, show_default=True, help="At most this many images for accuracy.")
+@config_options(ProfileConfig, exclude=("batches",))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
 @click.option(
     "--plot", type=click.Path(dir_okay=False), help="Write a PNG of latency distributions and accuracy."
 )
-@click.option(
-    "--layers", is_flag=True, help="Per-layer times (ONNX Runtime's profiler, TensorRT's IProfiler)."
-)
 @click.option("--list-backends", is_flag=True, help="Show which backends are usable here and why not.")
-def profile(
-    artifacts,
-    batches,
-    warmup,
-    iterations,
-    duration,
-    threads,
-    backend,
-    data,
-    eval_images,
-    json_path,
-    plot,
-    layers,
-    list_backends,
-):
+def profile(artifacts, json_path, plot, list_backends, **options):
     """Latency percentiles, throughput, memory, power and accuracy of bundles, ONNX files, engines or runs.
 
     A bundle folder stands for each of its models. Ratios are against the first artifact.
     """
     from sladkit.runtime.profile_command import list_backends_text, run_profile
 
+    config = ProfileConfig(**options)
     if list_backends:
         click.echo(list_backends_text())
         return
@@ -247,12 +231,7 @@ def profile(
         raise ConfigError(
             "give at least one artifact: a bundle folder, an .onnx or .engine file, or a run folder"
         )
-    click.echo(
-        run_profile(
-            list(artifacts), batches=batches, warmup=warmup, iterations=iterations, duration=duration, threads=threads,
-            backend=backend, data=data, eval_images=eval_images, json_path=json_path, plot=plot, layers=layers,
-        )
-    )  # fmt: skip
+    click.echo(run_profile(list(artifacts), config, json_path=json_path, plot=plot))
 
 
 @cli.command("eval")
@@ -260,15 +239,15 @@ def profile(
 @click.option("--data", required=True, help="Labelled image folder (training layouts), or 'synthetic'.")
 @click.option("--model", "model_file", help="Which model of a bundle (default model.onnx).")
 @click.option("--backend", help="Backend to use.")
-@click.option("--batch", default=32, show_default=True)
-@click.option("--limit", type=int, help="At most this many images.")
-def eval_command(artifact, data, model_file, backend, batch, limit):
+@config_options(EvalConfig)
+def eval_command(artifact, data, model_file, backend, **options):
     """Accuracy (classification) or mIoU (segmentation) of an artifact on a labelled dataset."""
     import sladkit.runtime
     from sladkit.runtime.evaluate import evaluate
 
+    config = EvalConfig(**options)
     with sladkit.runtime.load(artifact, backend=backend, model=model_file) as model:
-        result = evaluate(model, data, batch=batch, limit=limit)
+        result = evaluate(model, data, batch=config.batch, limit=config.limit)
     click.echo(
         f"{model.artifact.name}: {result['metric']} {result['value']:.2f} % on {result['images']} images"
     )
@@ -277,19 +256,21 @@ def eval_command(artifact, data, model_file, backend, batch, limit):
 @cli.command()
 @click.argument("artifact", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--top-k", default=5, show_default=True)
+@config_options(PredictConfig)
 @click.option("--model", "model_file", help="Which model of a bundle (default model.onnx).")
 @click.option("--backend", help="Backend to use.")
 @click.option(
     "--out", type=click.Path(file_okay=False), help="Segmentation: write mask PNGs and overlays here."
 )
-def predict(artifact, images, top_k, model_file, backend, out):
+def predict(artifact, images, model_file, backend, out, **options):
     """Predict images: JSON lines (classification), or mask PNGs and overlays (segmentation, --out)."""
     import sladkit.runtime
     from sladkit.runtime.predict import predict_images
 
+    config = PredictConfig(**options)
     with sladkit.runtime.load(artifact, backend=backend, model=model_file) as model:
-        for line in predict_images(model, list(images), top_k=top_k, out=out):
+        lines = predict_images(model, list(images), top_k=config.top_k, batch=config.batch, out=out)
+        for line in lines:
             click.echo(line)
 
 

@@ -2,18 +2,24 @@
 
 The resolved config is saved beside every artifact (`config.json` in a run folder), so a later stage can
 rebuild exactly what an earlier one did. Fields in `RUNTIME_ONLY` change how a run executes but not
-what it computes; they may differ when resuming.
+what it computes; they may differ when resuming. `PredictConfig`, `EvalConfig` and `ProfileConfig` hold the
+runtime commands' settings (never saved).
+
+Every numeric option declares its allowed `Range` where it is defined; `check_ranges` (called by each
+config's `__post_init__`) refuses a value outside it, and NaN or infinity in any float option, before a
+command writes anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sladkit.errors import ConfigError
+from sladkit.errors import ConfigError, RunDirError
 
 TINY_TEACHER = "sladkit_vit_192_p8"
 TINY_STUDENT = "sladkit_vit_96_p8"
@@ -26,11 +32,59 @@ Precision = Literal["fp32", "bf16", "fp16"]
 DistBackend = Literal["auto", "gloo", "nccl"]
 
 
-def _opt(default: Any, help: str, **extra: Any) -> Any:
-    """A dataclass field carrying its CLI help text."""
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric option: `low`/`high` bounds (None: unbounded), open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # > low rather than >= low
+    high_open: bool = False  # < high rather than <= high
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high}"
+        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_1 = Range(1)
+PROBABILITY = Range(0, 1)
+
+
+def _opt(default: Any, help: str, *, range: Range | None = None, **extra: Any) -> Any:
+    """A dataclass field carrying its CLI help text and, for a number, its allowed range."""
+    metadata = {"help": help, "range": range, **extra}
     if isinstance(default, (list, dict, tuple)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **extra})
-    return field(default=default, metadata={"help": help, **extra})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def check_ranges(config: Any) -> None:
+    """Refuse a number outside its field's `Range`, and NaN or infinity in any float field.
+
+    A tuple field (e.g. batch sizes) has each of its numbers checked. None means "not set" and passes.
+    """
+    for f in dataclasses.fields(config):
+        value, allowed, flag = getattr(config, f.name), f.metadata.get("range"), option_flag(f)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                within = f" {allowed}" if allowed else ""
+                raise ConfigError(f"{flag} must be a finite number{within} (got {v})")
+            if allowed is None or v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{flag} must be a number {allowed} (got {v!r})")
+            if v not in allowed:
+                raise ConfigError(f"{flag} must be {allowed} (got {v})")
 
 
 @dataclass(frozen=True)
@@ -44,15 +98,20 @@ class TrainConfig:
         "'synthetic' (built-in) or a folder: DIR/{train,val}/<class>/* (cls), "
         "DIR/{train,val}/{images,masks}/* (seg).",
     )
-    val_fraction: float = _opt(0.2, "Share of train/ held out for validation when DIR has no val/.")
+    val_fraction: float = _opt(
+        0.2, "Share of train/ held out for validation when DIR has no val/.", range=Range(0, 1, True, True)
+    )
     strict: bool = _opt(False, "Fail on an unreadable image instead of skipping it with a warning.")
-    synthetic_train: int = _opt(2000, "Training images of the synthetic dataset.")
-    synthetic_val: int = _opt(500, "Validation images of the synthetic dataset.")
-    image_size: int | None = _opt(None, "Input size in pixels (default: the models' own).")
-    crop_scale: float = _opt(0.8, "Smallest area fraction of the random resized crop (train).")
+    synthetic_train: int = _opt(2000, "Training images of the synthetic dataset.", range=AT_LEAST_1)
+    synthetic_val: int = _opt(500, "Validation images of the synthetic dataset.", range=AT_LEAST_1)
+    image_size: int | None = _opt(None, "Input size in pixels (default: the models' own).", range=Range(8))
+    crop_scale: float = _opt(
+        0.8, "Smallest area fraction of the random resized crop (train).", range=Range(0, 1, low_open=True)
+    )
     hflip: float = _opt(
         0.0,
         "Probability of a left-right flip of a training image (off by default: it changes digits and text; 0.5 suits most photos).",
+        range=PROBABILITY,
     )
     augment: bool = _opt(
         True, "Random resized crop and flip on training images (--no-augment: the eval preprocessing)."
@@ -73,9 +132,9 @@ class TrainConfig:
     # Method and shared LoRA
     method: str = _opt("slad", "Training method (see `sladkit train --help` for the list).")
     targets: str = _opt("qkv", "Comma-separated LoRA targets among qkv, proj, fc1, fc2.")
-    rank: int = _opt(8, "LoRA rank r.")
-    alpha: float = _opt(16.0, "LoRA alpha (the update is scaled by alpha / r).")
-    lora_dropout: float = _opt(0.0, "Dropout on the LoRA branch input.")
+    rank: int = _opt(8, "LoRA rank r.", range=AT_LEAST_1)
+    alpha: float = _opt(16.0, "LoRA alpha (the update is scaled by alpha / r).", range=POSITIVE)
+    lora_dropout: float = _opt(0.0, "Dropout on the LoRA branch input.", range=Range(0, 1, high_open=True))
     share: Share = _opt("ab", "Which LoRA factors the student shares with the teacher (slad).")
     layer_map: LayerMap = _opt("even", "Which teacher block each student block shares with.")
     student_adapt: Literal["lora", "ft"] = _opt(
@@ -83,39 +142,49 @@ class TrainConfig:
     )
 
     # Loss
-    lambda_s: float = _opt(1.0, "Weight of the student task loss.")
-    lambda_t: float = _opt(1.0, "Weight of the teacher task loss.")
-    lambda_kd: float = _opt(1.0, "Weight of the KL distillation loss.")
-    temperature: float = _opt(1.0, "Distillation temperature T (the KD term is scaled by T^2).")
+    lambda_s: float = _opt(1.0, "Weight of the student task loss.", range=NON_NEGATIVE)
+    lambda_t: float = _opt(1.0, "Weight of the teacher task loss.", range=NON_NEGATIVE)
+    lambda_kd: float = _opt(1.0, "Weight of the KL distillation loss.", range=NON_NEGATIVE)
+    temperature: float = _opt(
+        1.0, "Distillation temperature T (the KD term is scaled by T^2).", range=POSITIVE
+    )
     kd_into_teacher: bool = _opt(False, "Back-propagate the KD term into the teacher too.")
 
     # Optimisation
-    epochs: int = _opt(8, "Epochs (per stage for two-stage methods).")
+    epochs: int = _opt(8, "Epochs (per stage for two-stage methods).", range=AT_LEAST_1)
     teacher_epochs: int | None = _opt(
-        None, "Epochs of a two-stage method's teacher stage (default: --epochs)."
+        None, "Epochs of a two-stage method's teacher stage (default: --epochs).", range=AT_LEAST_1
     )
     batch_size: int = _opt(
-        64, "Global batch per optimizer step, over all processes and --accumulate steps together."
+        64,
+        "Global batch per optimizer step, over all processes and --accumulate steps together.",
+        range=AT_LEAST_1,
     )
-    lr_head: float = _opt(1e-2, "Learning rate of the heads.")
-    lr_adapter: float = _opt(1e-2, "Learning rate of the LoRA adapters.")
-    lr_backbone: float = _opt(1e-4, "Learning rate of fully fine-tuned backbones.")
-    weight_decay: float = _opt(1e-4, "AdamW weight decay.")
-    warmup_epochs: float = _opt(1.0, "Linear warm-up length in epochs, then cosine decay.")
-    seed: int = _opt(0, "Random seed (data split, initialisation, shuffling, augmentation).")
+    lr_head: float = _opt(1e-2, "Learning rate of the heads.", range=POSITIVE)
+    lr_adapter: float = _opt(1e-2, "Learning rate of the LoRA adapters.", range=POSITIVE)
+    lr_backbone: float = _opt(1e-4, "Learning rate of fully fine-tuned backbones.", range=POSITIVE)
+    weight_decay: float = _opt(1e-4, "AdamW weight decay.", range=NON_NEGATIVE)
+    warmup_epochs: float = _opt(
+        1.0, "Linear warm-up length in epochs, then cosine decay.", range=NON_NEGATIVE
+    )
+    seed: int = _opt(
+        0, "Random seed (data split, initialisation, shuffling, augmentation).", range=Range(0, 2**32 - 1)
+    )
     precision: Precision = _opt(
         "fp32", "Autocast precision: fp32, bf16 (GPUs and CPUs), fp16 (CUDA GPUs, with a GradScaler)."
     )
 
     # Runtime-only (may change on --resume)
     out: str | None = _opt(None, "Run folder (default: runs/<method>-<task>, numbered if taken).")
-    workers: int = _opt(0, "Data loading worker processes.")
+    workers: int = _opt(0, "Data loading worker processes.", range=NON_NEGATIVE)
     device: str = _opt("auto", "Device: auto, cpu, cuda, cuda:N.")
     resume: bool = _opt(False, "Continue the run in --out from its last checkpoint.")
     overwrite: bool = _opt(False, "Replace a run already in --out.")
     progress: bool = _opt(True, "Show a progress bar.")
     accumulate: int = _opt(
-        1, "Split each global batch into this many forward/backward passes per process (less memory)."
+        1,
+        "Split each global batch into this many forward/backward passes per process (less memory).",
+        range=AT_LEAST_1,
     )
     activation_checkpointing: bool = _opt(
         False, "Recompute the ViT blocks' activations in the backward pass (less memory, one more forward)."
@@ -124,49 +193,30 @@ class TrainConfig:
         False, "Compute a frozen teacher's outputs once and reuse them (two-stage methods, --no-augment)."
     )
     devices: int = _opt(
-        1, "Processes on this node: GPUs (or CPU processes with --device cpu); >1 launches torchrun."
+        1,
+        "Processes on this node: GPUs (or CPU processes with --device cpu); >1 launches torchrun.",
+        range=AT_LEAST_1,
     )
-    nnodes: int = _opt(1, "Nodes (machines) of a multi-node run; start the same command on each.")
-    node_rank: int = _opt(0, "This node's index among --nnodes (0 on the node at --master-addr).")
+    nnodes: int = _opt(
+        1, "Nodes (machines) of a multi-node run; start the same command on each.", range=AT_LEAST_1
+    )
+    node_rank: int = _opt(
+        0, "This node's index among --nnodes (0 on the node at --master-addr).", range=NON_NEGATIVE
+    )
     master_addr: str = _opt("127.0.0.1", "Address of node 0, reachable from every node (multi-node).")
-    master_port: int = _opt(29500, "Free TCP port on node 0 for the rendezvous (multi-node).")
+    master_port: int = _opt(
+        29500, "Free TCP port on node 0 for the rendezvous (multi-node).", range=Range(1, 65535)
+    )
     dist_backend: DistBackend = _opt(
         "auto", "torch.distributed backend: nccl for CUDA GPUs, gloo for CPU processes (auto)."
     )
 
     def __post_init__(self) -> None:
-        for name in (
-            "rank",
-            "epochs",
-            "batch_size",
-            "synthetic_train",
-            "synthetic_val",
-            "accumulate",
-            "devices",
-            "nnodes",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
-        if self.teacher_epochs is not None and self.teacher_epochs < 1:
-            raise ConfigError(f"--teacher-epochs must be at least 1, got {self.teacher_epochs}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
-        if not 0.0 < self.crop_scale <= 1.0:
-            raise ConfigError(f"--crop-scale must be in (0, 1], got {self.crop_scale}")
-        if not 0.0 <= self.hflip <= 1.0:
-            raise ConfigError(f"--hflip must be a probability in [0, 1], got {self.hflip}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.temperature <= 0:
-            raise ConfigError(f"--temperature must be positive, got {self.temperature}")
-        if self.image_size is not None and self.image_size < 8:
-            raise ConfigError(f"--image-size must be at least 8 pixels, got {self.image_size}")
+        check_ranges(self)
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other: choose one")
-        if not 0 <= self.node_rank < self.nnodes:
-            raise ConfigError(f"--node-rank must be in [0, --nnodes={self.nnodes}), got {self.node_rank}")
-        if not 0 < self.master_port < 65536:
-            raise ConfigError(f"--master-port must be a TCP port (1-65535), got {self.master_port}")
+        if self.node_rank >= self.nnodes:
+            raise ConfigError(f"--node-rank must be in [0, --nnodes={self.nnodes}) (got {self.node_rank})")
         split = self.devices * self.nnodes * self.accumulate
         if self.batch_size % split:
             raise ConfigError(
@@ -229,8 +279,95 @@ RUNTIME_ONLY = frozenset(
 )
 
 
+RUN_CONFIG = "config.json"
+
+# The fields of a run folder's config.json that later stages read, and their JSON types.
+_RUN_FIELDS = {
+    "task": str,
+    "labels": list,
+    "num_classes": int,
+    "image_size": int,
+    "transforms": dict,
+    "data": dict,
+    "models": dict,
+    "train": dict,
+}
+
+
+def load_run_config(run_dir: str | Path) -> dict:
+    """A run folder's config.json after `check_run_config`; a RunDirError names the file and field otherwise."""
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise RunDirError(
+            f"{run_dir} is not a sladkit run folder (no {RUN_CONFIG}); pass the --out folder of `sladkit train`"
+        )
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(
+            f"{path} is unreadable ({e}); restore the file sladkit train wrote, or train again"
+        ) from None
+    check_run_config(path, values)
+    return values
+
+
+def check_run_config(path: Path, values: Any) -> None:
+    """Refuse a config.json that is not what `sladkit train` writes: missing sections, wrong types,
+    fields that contradict each other, or a `train` section that is not a valid TrainConfig.
+
+    Whether the models it describes fit the checkpoint is checked where the checkpoint is loaded.
+    """
+
+    def invalid(field: str, problem: str) -> RunDirError:
+        return RunDirError(
+            f"{path}: {field} {problem}; restore the config.json that sladkit train wrote, or train again"
+        )
+
+    if not isinstance(values, dict):
+        raise invalid("the file", f"holds a JSON {type(values).__name__}, not an object")
+    for name, kind in _RUN_FIELDS.items():
+        if name not in values:
+            raise invalid(f"field '{name}'", "is missing")
+        value = values[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise invalid(f"field '{name}'", f"is a {type(value).__name__}, expected a {kind.__name__}")
+    if values["task"] not in ("cls", "seg"):
+        raise invalid("field 'task'", f"is {values['task']!r}, expected 'cls' or 'seg'")
+    labels = values["labels"]
+    if len(labels) < 2 or not all(isinstance(label, str) for label in labels):
+        raise invalid("field 'labels'", "must list at least 2 class names (strings)")
+    if values["num_classes"] != len(labels):
+        raise invalid("field 'num_classes'", f"is {values['num_classes']} but 'labels' lists {len(labels)}")
+    geometry = values["transforms"].get("eval")
+    crop = geometry.get("center_crop") if isinstance(geometry, dict) else None
+    if crop != values["image_size"] or values["transforms"].get("image_size") != values["image_size"]:
+        raise invalid(
+            "field 'image_size'",
+            f"is {values['image_size']} but 'transforms' says {values['transforms'].get('image_size')} "
+            f"(eval crop {crop})",
+        )
+    for name in ("teacher_adapter", "student_adapter", "shared"):
+        if not isinstance(values["models"].get(name), bool):
+            raise invalid(f"field 'models.{name}'", "is missing or not true/false")
+    try:
+        train = TrainConfig.from_dict(values["train"])
+    except (ConfigError, TypeError) as e:
+        raise invalid("section 'train'", f"is not a valid training config ({e})") from None
+    if train.task != values["task"]:
+        raise invalid("field 'train.task'", f"is {train.task!r} but 'task' is {values['task']!r}")
+    if train.image_size is not None and train.image_size != values["image_size"]:
+        raise invalid(
+            "field 'train.image_size'", f"is {train.image_size} but 'image_size' is {values['image_size']}"
+        )
+
+
 def _flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+def option_flag(f: dataclasses.Field) -> str:
+    """The CLI option of a config field: `--` + its name with dashes, unless its metadata names another."""
+    return "--" + f.metadata.get("flag", _flag(f.name))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -253,22 +390,27 @@ class ExportConfig:
     model: Literal["student", "teacher"] = _opt("student", "Which model of the run to export.")
     checkpoint: Literal["best", "last"] = _opt("best", "Which checkpoint of the run to export.")
     calib_data: str | None = _opt(None, "Calibration images folder (default: the run's training data).")
-    calib_images: int = _opt(512, "Number of calibration images.")
+    calib_images: int = _opt(512, "Number of calibration images.", range=Range(8))
     calib_method: Literal["entropy", "minmax", "percentile"] = _opt("entropy", "INT8 calibration method.")
-    max_accuracy_drop: float = _opt(1.0, "Largest INT8 accuracy (or mIoU) drop against FP32, in points.")
-    eval_images: int = _opt(1000, "Validation images used by the accuracy checks (at most).")
+    max_accuracy_drop: float = _opt(
+        1.0, "Largest INT8 accuracy (or mIoU) drop against FP32, in points (negative: INT8 must gain)."
+    )
+    eval_images: int = _opt(
+        1000, "Validation images used by the accuracy checks (at most).", range=AT_LEAST_1
+    )
     batch: str = _opt("1,1,8", "TensorRT optimisation profile batch sizes MIN,OPT,MAX.")
-    workspace_mb: int | None = _opt(None, "TensorRT builder workspace cap in MiB (default: the target's).")
-    dla_core: int | None = _opt(None, "Build for this DLA core (implicit INT8 with the calibration cache).")
+    workspace_mb: int | None = _opt(
+        None, "TensorRT builder workspace cap in MiB (default: the target's).", range=AT_LEAST_1
+    )
+    dla_core: int | None = _opt(
+        None, "Build for this DLA core (implicit INT8 with the calibration cache).", range=NON_NEGATIVE
+    )
     build_engine: Literal["auto", "always", "never"] = _opt("auto", "Build the TensorRT engine here.")
     bake_preprocess: bool = _opt(False, "Model input is uint8 NHWC RGB, normalisation inside the graph.")
     overwrite: bool = _opt(False, "Replace an existing bundle folder.")
 
     def __post_init__(self) -> None:
-        if self.calib_images < 8:
-            raise ConfigError(f"--calib-images must be at least 8, got {self.calib_images}")
-        if self.eval_images < 1:
-            raise ConfigError(f"--eval-images must be at least 1, got {self.eval_images}")
+        check_ranges(self)
         _ = self.batch_sizes  # raises ConfigError when malformed
 
     @property
@@ -283,3 +425,45 @@ class ExportConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """The numeric settings of `sladkit predict` and `RuntimeModel.predict` (runtime only, never saved)."""
+
+    top_k: int = _opt(5, "Classes per image in the output (classification).", range=AT_LEAST_1)
+    batch: int = _opt(16, "Images per inference batch.", range=AT_LEAST_1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The numeric settings of `sladkit eval` and `sladkit.runtime.evaluate.evaluate` (never saved)."""
+
+    batch: int = _opt(32, "Images per inference batch.", range=AT_LEAST_1)
+    limit: int | None = _opt(None, "At most this many images.", range=AT_LEAST_1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What `sladkit profile` measures and how (recorded in its JSON report)."""
+
+    batches: tuple[int, ...] = _opt((1, 8), "Batch sizes.", range=AT_LEAST_1, flag="batch")
+    warmup: int = _opt(10, "Untimed iterations first.", range=NON_NEGATIVE)
+    iterations: int = _opt(100, "Timed iterations per batch size.", range=AT_LEAST_1)
+    duration: float | None = _opt(None, "Time each batch size for this many seconds instead.", range=POSITIVE)
+    threads: int | None = _opt(None, "CPU threads of the backend.", range=AT_LEAST_1)
+    backend: str | None = _opt(None, "Backend to use (see --list-backends).")
+    data: str | None = _opt(None, "Labelled image folder (or 'synthetic') for accuracy.")
+    eval_images: int = _opt(500, "At most this many images for accuracy.", range=AT_LEAST_1)
+    layers: bool = _opt(False, "Per-layer times (ONNX Runtime's profiler, TensorRT's IProfiler).")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if not self.batches:
+            raise ConfigError("--batch must list at least one batch size, e.g. 1,8")

@@ -14,7 +14,8 @@ Segmentation::
 
 Without `val/`, a seeded `val_fraction` of train becomes val (stratified by class for classification).
 Classes are the sorted class folder names (classification) or the lines of classes.txt, else
-`class0..classK` with K the largest mask value other than 255 (segmentation). Every image is opened and
+`class0..classK` with K the largest mask value other than 255, each of 0..K found in some mask
+(segmentation). Every image is opened and
 decoded once when the dataset is built; unreadable ones are skipped with a warning (or, with `strict`,
 raise a DataError). Masks are always read and checked (size, mode, values); a bad mask is an error.
 """
@@ -203,12 +204,12 @@ def _pair_masks(split_dir: Path) -> tuple[list[Path], list[Path]]:
     return images, [masks[p.stem] for p in images]
 
 
-def _read_mask(path: Path) -> tuple[tuple[int, int], int]:
-    """Decode a mask; returns ((width, height), largest value other than IGNORE_INDEX, or -1)."""
+def _read_mask(path: Path) -> tuple[tuple[int, int], set[int]]:
+    """Decode a mask; returns ((width, height), its values other than IGNORE_INDEX)."""
     array = load_mask(path)
     values = np.unique(array)
     values = values[values != IGNORE_INDEX]
-    return (array.shape[1], array.shape[0]), int(values.max()) if len(values) else -1
+    return (array.shape[1], array.shape[0]), {int(v) for v in values}
 
 
 def _read_classes_txt(root: Path) -> list[str] | None:
@@ -238,18 +239,21 @@ def create_segmentation_folders(
     }
 
     unreadable: list[tuple[Path, str]] = []
-    largest = -1
+    largest, largest_mask, seen = -1, None, set()
     for name, (images, masks) in splits.items():
         probes = parallel_map(probe_image, images)
         mask_infos = parallel_map(_read_mask, masks)
         keep = []
-        for i, ((size, reason), (mask_size, mask_max)) in enumerate(zip(probes, mask_infos, strict=True)):
+        for i, ((size, reason), (mask_size, mask_values)) in enumerate(zip(probes, mask_infos, strict=True)):
+            mask_max = max(mask_values, default=-1)
             if classes is not None and mask_max >= len(classes):
                 raise DataError(
                     f"mask {masks[i]} has value {mask_max}, but {root / 'classes.txt'} lists {len(classes)} "
                     f"classes (values 0..{len(classes) - 1}, 255 = ignore); fix the mask or add class names"
                 )
-            largest = max(largest, mask_max)
+            if mask_max > largest:
+                largest, largest_mask = mask_max, masks[i]
+            seen |= mask_values
             if size is None:
                 unreadable.append((images[i], reason))
                 continue
@@ -270,6 +274,13 @@ def create_segmentation_folders(
             raise DataError(
                 f"the masks under {root} only hold class 0 (and 255 = ignore); expected at least 2 classes, "
                 "with pixel values as class indices"
+            )
+        absent = [v for v in range(largest + 1) if v not in seen]
+        if absent:  # e.g. a stray 254 would make 255 classes, most of them never seen
+            raise DataError(
+                f"mask {largest_mask} has value {largest}, but {len(absent)} value(s) below it (e.g. {absent[0]}) "
+                f"occur in no mask, and without {root / 'classes.txt'} the classes are 0..{largest}; set stray "
+                "pixels to 255 (ignore) or a real class, or list the class names in classes.txt"
             )
         classes = [f"class{i}" for i in range(largest + 1)]
 

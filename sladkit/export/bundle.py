@@ -54,12 +54,26 @@ def read_manifest(bundle: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise BundleError(f"{path} is unreadable ({e}); export the bundle again") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(
+            f"{path} holds a JSON {type(manifest).__name__}, not an object; export the bundle again"
+        )
     if manifest.get("schema") != SCHEMA or manifest.get("schema_version") != SCHEMA_VERSION:
         raise BundleError(
             f"{path} has schema {manifest.get('schema')!r} version {manifest.get('schema_version')!r}; this sladkit "
             f"reads {SCHEMA!r} version {SCHEMA_VERSION}: export the bundle again with this version"
         )
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, list) or not artifacts or not all(_is_entry(a) for a in artifacts):
+        raise BundleError(
+            f"{path}: field 'artifacts' is missing, empty or malformed (expected a list of "
+            '{"file": ..., "sha256": ...} objects); export the bundle again'
+        )
     return manifest
+
+
+def _is_entry(artifact) -> bool:
+    return isinstance(artifact, dict) and isinstance(artifact.get("file"), str)
 
 
 def verify_bundle(bundle: str | Path) -> dict:

@@ -13,14 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sladkit.config import TrainConfig
+from sladkit.config import RUN_CONFIG, TrainConfig, load_run_config
 from sladkit.errors import RunDirError
 from sladkit.models.adapters import lora_layers, merge_lora
 from sladkit.models.heads import TaskModel
 from sladkit.models.pair import create_pair
 from sladkit.train import checkpoint as ckpt
 from sladkit.train.methods import get_method
-from sladkit.train.rundir import read_run_config
 
 
 def load_run_model(
@@ -30,21 +29,16 @@ def load_run_model(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"run folder {run_dir} does not exist; pass the --out folder of `sladkit train`")
-    run_config = read_run_config(run_dir)
+    run_config = load_run_config(run_dir)
     folder = run_dir / "checkpoints" / checkpoint
     if ckpt.read_state(folder) is None or not (folder / ckpt.MODEL_FILE).is_file():
         raise RunDirError(
             f"{run_dir} has no complete {checkpoint} checkpoint ({folder}); finish the run with "
             f"`sladkit train --out {run_dir} --resume`"
         )
-    try:
-        config = TrainConfig.from_dict(run_config["train"])
-        get_method(config.method)  # an unknown method means a foreign or corrupt config
-        spec = run_config["models"]
-    except (KeyError, TypeError) as e:
-        raise RunDirError(
-            f"{run_dir / 'config.json'} is incomplete ({e}); was it written by sladkit train?"
-        ) from None
+    config = TrainConfig.from_dict(run_config["train"])
+    get_method(config.method)  # an unknown method means a foreign or corrupt config
+    spec = run_config["models"]
 
     # The checkpoint holds the student's whole backbone, so only the teacher may need its original weights.
     saved_teacher = run_config.get("checkpoint", {}).get("teacher_backbone", False)
@@ -64,7 +58,11 @@ def load_run_model(
     if role == "teacher" and not saved_teacher:
         missing = [k for k in missing if ".lora_" in k or ".head." in k]
     if missing:
-        raise RunDirError(f"checkpoint {folder} lacks {role} weights ({', '.join(missing[:3])}, ...)")
+        raise RunDirError(
+            f"checkpoint {folder} lacks {role} weights ({', '.join(missing[:3])}, ...): it does not fit "
+            f"field 'train.{role}' ({getattr(config, role)!r}) of {run_dir / RUN_CONFIG}; restore the "
+            "config.json that sladkit train wrote, or train again"
+        )
     ckpt.load_model_state(folder, pair)
     model = getattr(pair, role)
     model.eval()

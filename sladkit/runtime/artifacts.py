@@ -170,7 +170,9 @@ def _engine_file(
 
 
 def _run_folder(folder: Path) -> Artifact:
-    config = json.loads((folder / "config.json").read_text())
+    from sladkit.config import load_run_config
+
+    config = load_run_config(folder)
     return Artifact(
         kind="run",
         path=folder,

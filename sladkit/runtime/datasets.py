@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from PIL import Image
+
 from sladkit.data._files import list_images
 from sladkit.errors import DataError
 from sladkit.runtime.artifacts import Artifact
@@ -31,7 +33,11 @@ def labelled_images(
         raise DataError(
             f"no labelled images found in {split}; expected the training layouts (see the README)"
         )
-    yield from pairs[:limit]
+    pairs = pairs[:limit]
+    if artifact.task == "seg":
+        for image, mask in pairs:
+            _check_same_size(image, mask)
+    yield from pairs
 
 
 def _classification(split: Path, artifact: Artifact) -> list[tuple[Path, int]]:
@@ -57,6 +63,24 @@ def _segmentation(split: Path) -> list[tuple[Path, Path]]:
             raise DataError(f"mask {mask} is missing for image {path.name}")
         pairs.append((path, mask))
     return pairs
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header, or None when unreadable (decoding reports that later)."""
+    try:
+        with Image.open(path) as opened:
+            return opened.size
+    except Exception:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+        return None
+
+
+def _check_same_size(image: Path, mask: Path) -> None:
+    image_size, mask_size = _header_size(image), _header_size(mask)
+    if image_size and mask_size and image_size != mask_size:
+        raise DataError(
+            f"mask {mask} is {mask_size[0]}x{mask_size[1]} but its image {image.name} is "
+            f"{image_size[0]}x{image_size[1]} (WxH); give each image a mask of its own size"
+        )
 
 
 def _synthetic(artifact: Artifact, limit: int | None) -> Iterator[tuple[object, object]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sladkit.config import EvalConfig
 from sladkit.data.images import load_mask
 from sladkit.data.transforms import eval_size
 from sladkit.errors import DataError
@@ -43,6 +44,7 @@ def eval_mask(transforms: dict, mask, num_classes: int) -> np.ndarray:
 
 def evaluate(model: RuntimeModel, data: str, *, batch: int = 32, limit: int | None = None) -> dict:
     """{"metric": "acc"|"miou", "value": percent, "images": n} of `model` on `data`."""
+    EvalConfig(batch=batch, limit=limit)  # refuses out-of-range numbers
     predictions, targets = [], []
     pending: list = []
 

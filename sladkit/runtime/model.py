@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sladkit.config import PredictConfig
 from sladkit.data.transforms import normalize_eval, resize_crop_eval
+from sladkit.errors import DataError
 from sladkit.runtime.artifacts import Artifact, resolve
 from sladkit.runtime.backends import Backend, create_backend
 
@@ -35,6 +37,12 @@ class Prediction:
         }
 
 
+def check_images(images) -> None:
+    """A DataError for an empty list of images: predicting needs at least one."""
+    if len(images) == 0:
+        raise DataError("got no images; pass at least one image path, PIL image or uint8 (H, W, 3) array")
+
+
 class RuntimeModel:
     """An artifact on a backend. Use as a context manager, or call `close()`."""
 
@@ -56,6 +64,7 @@ class RuntimeModel:
 
     def preprocess(self, images) -> np.ndarray:
         """A batch in the model's input layout: float32 (N, 3, S, S), or uint8 (N, S, S, 3) when baked."""
+        check_images(images)
         crops = [self.crop(image) for image in images]
         if self.artifact.in_graph:
             return np.stack(crops)
@@ -63,9 +72,12 @@ class RuntimeModel:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits of a preprocessed batch."""
+        if np.shape(batch)[:1] == (0,):
+            raise DataError(f"empty batch of shape {np.shape(batch)}; a batch needs at least one image")
         return self.backend.infer(batch)
 
     def predict(self, images, *, top_k: int = 5) -> list[Prediction]:
+        PredictConfig(top_k=top_k)  # refuses out-of-range numbers
         logits = self.infer(self.preprocess(images))
         return postprocess(logits, self.task, self.labels, top_k=top_k)
 

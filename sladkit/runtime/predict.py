@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sladkit.runtime.model import RuntimeModel
+from sladkit.config import PredictConfig
+from sladkit.runtime.model import RuntimeModel, check_images
 
 
 def palette(num_classes: int) -> np.ndarray:
@@ -24,6 +25,8 @@ def predict_images(
     model: RuntimeModel, images: list[str], *, top_k: int = 5, out: str | None = None, batch: int = 16
 ) -> Iterator[str]:
     """One JSON line per image; segmentation masks also written to `out` (mask + overlay PNG)."""
+    PredictConfig(top_k=top_k, batch=batch)  # refuses out-of-range numbers before `out` is created
+    check_images(images)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
     colours = palette(len(model.labels))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
+from sladkit.config import ProfileConfig
 from sladkit.runtime.artifacts import bundle_engines, resolve
 from sladkit.runtime.backends import BACKENDS, list_backends
 from sladkit.runtime.profiler import (
-    ProfileConfig,
     example_batch,
     format_table,
     profile_model,
@@ -63,37 +63,26 @@ def format_layers(artifact: str, batch: int, layers: list[dict], top: int = 12) 
 
 
 def run_profile(
-    paths,
-    *,
-    batches,
-    warmup,
-    iterations,
-    duration,
-    threads,
-    backend,
-    data,
-    eval_images,
-    json_path,
-    plot,
-    layers=False,
+    paths: list[str], config: ProfileConfig, *, json_path: str | None = None, plot: str | None = None
 ) -> str:
+    """Profile every artifact in `paths` (a bundle stands for each of its models); the report's text."""
     from sladkit.runtime.backends import create_backend
     from sladkit.runtime.evaluate import evaluate
     from sladkit.runtime.model import RuntimeModel
 
-    config = ProfileConfig(batches=tuple(batches), warmup=warmup, iterations=None if duration else iterations,
-                           duration=duration, threads=threads, backend=backend, data=data)  # fmt: skip
     rows, samples, layer_reports = [], {}, []
+    first_batch = config.batches[0]
     for path, model_file in expand(paths):
         artifact = resolve(path, model=model_file)
-        model = RuntimeModel(artifact, create_backend(artifact, backend, threads=threads).load())
+        backend = create_backend(artifact, config.backend, threads=config.threads)
+        model = RuntimeModel(artifact, backend.load())
         try:
-            accuracy = evaluate(model, data, limit=eval_images) if data else None
+            accuracy = evaluate(model, config.data, limit=config.eval_images) if config.data else None
             measured = profile_model(model, config, accuracy=accuracy)
-            if layers:
-                per_layer = model.backend.layer_profile(example_batch(model, batches[0]))
+            if config.layers:
+                per_layer = model.backend.layer_profile(example_batch(model, first_batch))
                 measured[0].extra["layers"] = per_layer
-                layer_reports.append(format_layers(artifact.name, batches[0], per_layer))
+                layer_reports.append(format_layers(artifact.name, first_batch, per_layer))
         finally:
             model.close()
         for row in measured:

@@ -18,19 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sladkit.config import ProfileConfig
 from sladkit.runtime.model import RuntimeModel
-
-
-@dataclass
-class ProfileConfig:
-    batches: tuple[int, ...] = (1, 8)
-    warmup: int = 10
-    iterations: int | None = 100
-    duration: float | None = None  # seconds; replaces iterations
-    threads: int | None = None
-    backend: str | None = None
-    data: str | None = None
-    layers: bool = False
 
 
 @dataclass
@@ -80,7 +69,7 @@ def time_backend(
     samples, gpu = [], []
     deadline = time.perf_counter() + config.duration if config.duration else None
     count = 0
-    while (deadline is None and count < (config.iterations or 100)) or (
+    while (deadline is None and count < config.iterations) or (
         deadline is not None and time.perf_counter() < deadline
     ):
         start = time.perf_counter()

@@ -96,9 +96,30 @@ def load_model_state(folder: Path, model: nn.Module) -> None:
         ) from None
     own = model.state_dict()
     unknown = sorted(k for k in state if k not in own)
-    if unknown:
-        raise RunDirError(f"checkpoint {path} does not fit this model (unexpected: {', '.join(unknown[:4])})")
+    misfit = [k for k in state if k in own and own[k].shape != state[k].shape]
+    if unknown or misfit:  # config.json was edited after training (or the checkpoint is another run's)
+        key = (unknown or misfit)[0]
+        found = (
+            "unexpected"
+            if unknown
+            else f"{list(state[key].shape)} there, {list(own[key].shape)} as configured"
+        )
+        raise RunDirError(
+            f"{folder.parent.parent / 'config.json'}: field '{config_field(key)}' does not fit checkpoint {path} "
+            f"({key}: {found}); restore the config.json that sladkit train wrote, or train again"
+        )
     model.load_state_dict(state, strict=False)
+
+
+def config_field(key: str) -> str:
+    """The run's config.json field that decides the shape of checkpoint tensor `key` ("student.head.fc.bias")."""
+    if ".lora_" in key:
+        return "train.rank"
+    if ".head." in key:
+        return "num_classes"
+    if "pos_embed" in key:
+        return "image_size"
+    return f"train.{key.split('.', 1)[0]}"  # train.student or train.teacher: the architecture
 
 
 def load_optimizer_state(folder: Path, optimizer: torch.optim.Optimizer) -> None:
