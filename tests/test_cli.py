@@ -78,7 +78,7 @@ def test_resume_takes_the_saved_options(tmp_path):
         (["--student", "vit_small_patch14_dinov2", "--no-pretrained", "--image-size", "28"], "patch size"),
         (
             ["--teacher-weights", "missing.safetensors"],
-            "teacher weights file 'missing.safetensors' does not exist",
+            "missing.safetensors' does not exist",
         ),
         (["--data", "no/such/folder"], "no/such/folder"),
         (["--targets", "qkv,mlp"], "unknown LoRA target"),

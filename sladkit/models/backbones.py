@@ -10,8 +10,11 @@ loaded like a user's weight file when `pretrained` is on.
 from __future__ import annotations
 
 import difflib
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import timm
 import torch
@@ -112,6 +115,54 @@ def check_model_name(name: str, role: str) -> None:
     raise ModelError(f"unknown {role} model {name!r}{hint}")
 
 
+def check_hub_weights(name: str, role: str) -> None:
+    """Refuse at once (not after the Hub client's minute of retries) hub weights that cannot be had offline."""
+    if name.split(".")[0] in TINY_MODELS:
+        return
+    if not _hub_cached(name) and not _hub_reachable():
+        raise ModelError(
+            f"pretrained weights for {role} {name!r} are not in the Hugging Face cache and the Hub "
+            f"({_hub_endpoint()}) cannot be reached; without internet, pass --{role}-weights FILE or "
+            "--no-pretrained"
+        )
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _hub_cached(name: str) -> bool:
+    """Whether timm would find `name`'s pretrained weights in the local Hugging Face cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = timm.models.get_pretrained_cfg(name).hf_hub_id
+    except (ImportError, AttributeError, RuntimeError):
+        return True  # cannot tell: let timm try
+    if not repo:
+        return True  # not on the Hub (a URL): let timm try
+    repo = repo.split("@")[0]
+    names = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+    return any(isinstance(try_to_load_from_cache(repo, f), str) for f in names)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A 3-second TCP connect to the Hub, instead of the Hub client's minute of retries when offline.
+
+    Behind a proxy (HTTPS_PROXY) a direct connect says nothing, so this answers yes and timm decides.
+    """
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(_hub_endpoint())
+    try:
+        socket.create_connection(
+            (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout
+        ).close()
+    except OSError:
+        return False
+    return True
+
+
 def create_backbone(
     name: str,
     *,
@@ -142,6 +193,8 @@ def create_backbone(
                 f"--{role}-kwargs {kwargs} pass --no-pretrained"
             )
         weights = str(TINY_WEIGHTS / f"{name}.safetensors")
+    if use_hub:
+        check_hub_weights(name, role)
     try:
         model = timm.create_model(name, pretrained=use_hub, num_classes=0, img_size=image_size, **kwargs)
     except TypeError as e:
@@ -274,10 +327,24 @@ def load_weights(model: VisionTransformer, path: str | Path, *, role: str) -> No
     wrong_shape = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
     if missing or unexpected or wrong_shape:
         parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+        for label, keys in (("missing", missing), ("unexpected", unexpected)):
             if keys:
                 parts.append(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})")
-        raise ModelError(f"{role} weights {str(path)!r} do not match the model: {'; '.join(parts)}")
+        if wrong_shape:
+            shapes = ", ".join(
+                f"{k} {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+                for k in wrong_shape[:2]
+            )
+            parts.append(f"wrong shape ({len(wrong_shape)}): {shapes}")
+        width = state.get("cls_token", state.get("patch_embed.proj.bias"))
+        hint = ""
+        if width is not None and width.shape[-1] != model.embed_dim:
+            other = "student" if role == "teacher" else "teacher"
+            hint = (
+                f"; the file is {width.shape[-1]} wide, the {role} {model.embed_dim}: are the {role} and "
+                f"{other} weight files swapped?"
+            )
+        raise ModelError(f"{role} weights {str(path)!r} do not match the model: {'; '.join(parts)}{hint}")
     model.load_state_dict(state)
 
 

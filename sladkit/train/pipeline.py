@@ -22,7 +22,7 @@ from sladkit._outdir import locked
 from sladkit.config import TrainConfig, write_json
 from sladkit.data import create_datasets, transform_config
 from sladkit.errors import ConfigError
-from sladkit.models.backbones import preprocess_config, uses_pretrained_weights
+from sladkit.models.backbones import check_hub_weights, preprocess_config, uses_pretrained_weights
 from sladkit.models.pair import create_pair
 from sladkit.models.peft_format import save_peft_adapter
 from sladkit.train import checkpoint as ckpt
@@ -233,6 +233,9 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
 def _check_inputs(config: TrainConfig, method: Method, out: Path):
     """Options, the output folder, data and models: (data, transforms, pair, teacher_saved) or an error."""
     check_out_dir(out, config)
+    for role in ("teacher", "student"):  # before the data, which may take minutes to render or scan
+        if config.pretrained and getattr(config, f"{role}_weights") is None:
+            check_hub_weights(getattr(config, role), role)
     preprocess = preprocess_config(config.student)
     image_size = config.image_size or preprocess["image_size"]
     transforms = transform_config(

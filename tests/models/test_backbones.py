@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -166,3 +168,30 @@ def test_hugging_face_dinov2_weights_load_into_the_timm_model(tmp_path, wrapper,
         expected = hf(pixel_values=x).last_hidden_state
         got = model.forward_features(x)
     assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+
+
+def test_hub_weights_that_cannot_be_had_offline_fail_at_once(monkeypatch):
+    import time
+
+    from sladkit.models import backbones
+
+    monkeypatch.setattr(backbones, "_hub_cached", lambda name: False)
+    monkeypatch.setattr(backbones, "_hub_reachable", lambda timeout=3.0: False)
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match="not in the Hugging Face cache and the Hub .* cannot be reached"):
+        create_backbone("vit_small_patch14_dinov2.lvd142m", role="teacher", image_size=32)
+    assert time.perf_counter() - started < 5  # no download attempt, no retries
+    backbones.check_hub_weights("sladkit_vit_96_p8", "student")  # the embedded pair never needs the Hub
+
+
+def test_swapped_weight_files_are_named(tmp_path):
+    from safetensors.torch import save_file
+
+    teacher = create_backbone("sladkit_vit_192_p8", role="teacher", image_size=32, pretrained=False)
+    path = tmp_path / "teacher.safetensors"
+    save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(path))
+    with pytest.raises(ModelError) as e:
+        create_backbone("sladkit_vit_96_p8", role="student", image_size=32, weights=str(path))
+    message = str(e.value)
+    assert re.search(r"\(192(, 192)?\) in the file, \(96(, 96)?\) in the model", message), message
+    assert "are the student and teacher weight files swapped?" in message
