@@ -1,4 +1,5 @@
 // manifest.json -> sladkit::Manifest, with the checks that make a wrong bundle fail early and clearly.
+#include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,23 @@ Interpolation parse_interpolation(const std::string& name) {
   if (name == "bilinear") return Interpolation::Bilinear;
   if (name == "bicubic") return Interpolation::Bicubic;
   throw Error("preprocessing.interpolation is '" + name + "'; expected nearest, bilinear or bicubic");
+}
+
+std::vector<Artifact> parse_artifacts(const json& doc) {
+  const auto& list = doc.value("artifacts", json());
+  const auto entry = [](const json& a) { return a.is_object() && a.contains("file") && a["file"].is_string(); };
+  if (!list.is_array() || list.empty() || !std::all_of(list.begin(), list.end(), entry))
+    throw Error("field 'artifacts' is missing, empty or malformed (expected a list of {\"file\": ..., "
+                "\"sha256\": ...} objects); export the bundle again");
+  std::vector<Artifact> artifacts;
+  for (const auto& a : list) {
+    Artifact artifact;
+    artifact.file = a["file"].get<std::string>();
+    if (a.contains("bytes") && a["bytes"].is_number_integer()) artifact.bytes = a["bytes"].get<std::int64_t>();
+    if (a.contains("sha256") && a["sha256"].is_string()) artifact.sha256 = a["sha256"].get<std::string>();
+    artifacts.push_back(std::move(artifact));
+  }
+  return artifacts;
 }
 
 std::array<float, 3> rgb(const json& values, const char* what) {
@@ -72,6 +90,7 @@ Manifest load_manifest(const std::filesystem::path& bundle_dir) {
       throw Error("input is " + layout + " " + dtype + " but preprocessing.in_graph is " +
                   (p.in_graph ? "true" : "false") + "; expected " + expected.first + " " + expected.second);
 
+    m.artifacts = parse_artifacts(doc);
     const auto& target = doc.at("target");
     m.precision = target.value("precision", std::string("fp32"));
     const auto& engine = doc.value("engine", json());
@@ -87,6 +106,27 @@ Manifest load_manifest(const std::filesystem::path& bundle_dir) {
                 "); re-export the bundle with sladkit export");
   } catch (const Error& e) {
     throw Error(file.string() + ": " + e.what());
+  }
+}
+
+bool is_engine_file(const std::filesystem::path& file) {
+  const auto suffix = file.extension().string();
+  return suffix == ".engine" || suffix == ".plan" || suffix == ".trt";
+}
+
+void verify_bundle(const Manifest& manifest) {
+  const auto manifest_file = (manifest.dir / "manifest.json").string();
+  for (const auto& artifact : manifest.artifacts) {
+    if (artifact.file == "engine.json" || is_engine_file(artifact.file)) continue;  // checked by their stamp
+    const auto path = manifest.dir / artifact.file;
+    if (!std::filesystem::is_regular_file(path))
+      throw Error(path.string() + " is listed in " + manifest_file + " but missing; export the bundle again");
+    if (artifact.bytes < 0 || artifact.sha256.empty())
+      throw Error(manifest_file + ": the entry of " + artifact.file +
+                  " lacks its bytes or sha256; export the bundle again");
+    if (std::int64_t(std::filesystem::file_size(path)) != artifact.bytes || sha256_file(path) != artifact.sha256)
+      throw Error(path.string() + " does not match its SHA-256 in " + manifest_file +
+                  " (modified or corrupt); export the bundle again");
   }
 }
 

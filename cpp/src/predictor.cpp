@@ -51,10 +51,29 @@ std::unique_ptr<Backend> create_backend(const std::string& name, const Manifest&
 
 Predictor::Predictor(const std::filesystem::path& bundle_dir, const PredictorOptions& options)
     : manifest_(load_manifest(bundle_dir)) {
+  verify_bundle(manifest_);
   const std::string file = !options.model.empty()          ? options.model
                            : options.backend == "tensorrt" ? manifest_.engine_file
                                                            : "model.onnx";
   model_file_ = bundle_dir / file;  // an absolute `file` replaces bundle_dir
+  const bool engine = is_engine_file(model_file_);
+  if (engine && options.backend != "tensorrt")
+    throw Error(file + " is a TensorRT engine: pass --backend tensorrt (or --model with an ONNX file of the bundle)");
+  if (!engine && options.backend == "tensorrt")
+    throw Error("the tensorrt backend runs engines (.engine, .plan, .trt), not " + file +
+                ": pass --model with an engine built by the bundle's build_engine.sh");
+  if (!engine) {  // a model file must be one of the bundle's, and so verified above
+    std::string models;
+    bool listed = false;
+    for (const auto& artifact : manifest_.artifacts) {
+      listed = listed || model_file_.lexically_normal() == (bundle_dir / artifact.file).lexically_normal();
+      if (std::filesystem::path(artifact.file).extension() == ".onnx")
+        models += (models.empty() ? "" : ", ") + artifact.file;
+    }
+    if (!listed)
+      throw Error(file + " is not listed in " + (bundle_dir / "manifest.json").string() +
+                  ", so its SHA-256 cannot be checked; its models are: " + models);
+  }
   backend_ = create_backend(options.backend, manifest_, model_file_);
 }
 

@@ -3,7 +3,8 @@
 // NOT COMPILED OR RUN WHERE THIS LIBRARY IS DEVELOPED (no GPU, no TensorRT there). It is written against
 // TensorRT's documented C++ API: 8.x (JetPack 4.6/5: bindings, setBindingDimensions, enqueueV2) and 10.x
 // (JetPack 6: named tensors, setInputShape, setTensorAddress, enqueueV3), chosen by NV_TENSORRT_MAJOR.
-// CMake compiles it only when NvInfer.h, libnvinfer and the CUDA runtime are found.
+// CMake compiles it only when NvInfer.h, libnvinfer and the CUDA runtime are found. Before deserializing, the
+// engine is checked against its engine.json (engine_stamp.cpp, which is compiled and tested everywhere).
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -43,17 +44,29 @@ struct DeviceBuffer {
   }
 };
 
+// This machine's GPU from the CUDA runtime (compute capability "major.minor", as the stamp records it);
+// empty fields when the CUDA runtime cannot tell (the GPU is then not checked beforehand).
+GpuInfo cuda_gpu() {
+  int device = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) return {};
+  return {prop.name, std::to_string(prop.major) + "." + std::to_string(prop.minor)};
+}
+
 class TensorRTBackend : public Backend {
  public:
   TensorRTBackend(const Manifest& manifest, const std::filesystem::path& engine_file)
       : input_name_(manifest.input_name), output_name_(manifest.output_name) {
+    // engine.json: the engine's SHA-256, the ONNX it was built from, then NVIDIA's version and GPU rules,
+    // with the library actually loaded (getInferLibVersion), not the headers built against.
+    const EngineStamp stamp = check_engine(manifest, engine_file);
+    check_engine_fits(stamp, tensorrt_version_string(getInferLibVersion()), cuda_gpu());
     std::ifstream in(engine_file, std::ios::binary);
     const std::vector<char> blob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     runtime_.reset(nvinfer1::createInferRuntime(logger_));
     if (runtime_) engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
     if (!engine_)
-      throw Error("TensorRT " + std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) +
-                  " cannot load " + engine_file.string() +
+      throw Error("TensorRT " + tensorrt_version_string(getInferLibVersion()) + " cannot load " + engine_file.string() +
                   "; engines only load with the TensorRT version and GPU that built them: rebuild it on this "
                   "device with the bundle's build_engine.sh");
     context_.reset(engine_->createExecutionContext());

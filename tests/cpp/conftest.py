@@ -51,6 +51,7 @@ def cpp_build(tmp_path_factory) -> Path:
             "-DCMAKE_BUILD_TYPE=Release",
             f"-DONNXRUNTIME_ROOT={onnxruntime_capi()}",
             f"-DCMAKE_INSTALL_PREFIX={build / 'prefix'}",
+            "-DSLADKIT_BUILD_TESTS=ON",
         ],
         "cmake configure of cpp/",
         timeout=180,
@@ -64,6 +65,12 @@ def cpp_build(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def infer_exe(cpp_build) -> Path:
     return cpp_build / "sladkit-infer"
+
+
+@pytest.fixture(scope="session")
+def driver_exe(cpp_build) -> Path:
+    """cpp/tests/driver.cpp: the library's SHA-256 and engine.json checks, one command per call."""
+    return cpp_build / "sladkit-test-driver"
 
 
 @pytest.fixture(scope="session")

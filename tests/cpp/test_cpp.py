@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import struct
 import subprocess
 import zlib
@@ -90,6 +91,14 @@ def write_png16(path: Path, values: np.ndarray) -> None:
     path.write_bytes(png_bytes(width, height, 16, {1: 0, 3: 2}[channels], raw))
 
 
+def logits_shape(bundle: Path, out: dict) -> tuple[int, ...]:
+    """The output tensor's shape, from the bundle's class count and (seg) the mask size."""
+    classes = len(json.loads((bundle / "manifest.json").read_text())["labels"])
+    if out["task"] == "cls":
+        return (1, classes)
+    return (1, classes, out["mask"]["height"], out["mask"]["width"])
+
+
 def infer(exe: Path, bundle: Path, image: Path, tmp_path: Path, *args: str) -> tuple[dict, np.ndarray, Path]:
     """Run sladkit-infer; returns (its JSON, the logits it dumped, the file holding the input it fed)."""
     logits, inputs = tmp_path / "logits.bin", tmp_path / "input.bin"
@@ -106,21 +115,23 @@ def infer(exe: Path, bundle: Path, image: Path, tmp_path: Path, *args: str) -> t
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    return out, np.fromfile(logits, np.float32).reshape(out["output_shape"]), inputs
+    assert out["image"] == str(image) and result.stdout.count("\n") == 1
+    return out, np.fromfile(logits, np.float32).reshape(logits_shape(bundle, out)), inputs
 
 
 def check_predictions(out: dict, logits: np.ndarray, labels: list[str]) -> None:
-    """The JSON's predictions are those of `logits` (softmax top-k, or per-pixel argmax histogram)."""
+    """The JSON's predictions are those of `logits` (softmax top-k, or per-pixel argmax class counts)."""
     if out["task"] == "cls":
         z = logits[0].astype(np.float64)
         probs = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-        order = np.argsort(-z, kind="stable")[: len(out["predictions"])]
-        assert [p["index"] for p in out["predictions"]] == order.tolist()
-        assert [p["label"] for p in out["predictions"]] == [labels[i] for i in order]
-        np.testing.assert_allclose([p["score"] for p in out["predictions"]], probs[order], atol=1e-5)
+        order = np.argsort(-z, kind="stable")[: len(out["top"])]
+        assert [p["index"] for p in out["top"]] == order.tolist()
+        assert [p["label"] for p in out["top"]] == [labels[i] for i in order]
+        np.testing.assert_allclose([p["score"] for p in out["top"]], probs[order], atol=1e-5)
     else:
         counts = np.bincount(logits[0].argmax(axis=0).ravel(), minlength=len(labels))
-        assert [h["pixels"] for h in out["histogram"]] == counts.tolist()
+        assert [c["pixels"] for c in out["classes"]] == counts.tolist()
+        assert [c["label"] for c in out["classes"]] == labels
         assert out["mask"] == {
             "height": logits.shape[2],
             "width": logits.shape[3],
@@ -161,8 +172,7 @@ def test_matches_python_reference(
         np.testing.assert_allclose(fed, x_ref, rtol=0, atol=1e-6)
     assert logits.shape == logits_ref.shape
     np.testing.assert_allclose(logits, logits_ref, rtol=0, atol=ATOL)
-    assert out["task"] == task and out["model"] == "model.onnx" and out["backend"] == "onnxruntime"
-    assert out["image"]["width"] == size[0] and out["image"]["height"] == size[1]
+    assert out["task"] == task
     check_predictions(out, logits, manifest["labels"])
 
 
@@ -212,7 +222,7 @@ def test_int8_model_and_save_mask(infer_exe, bundles, tmp_path):
         str(mask_file),
     )
     _, logits_ref = reference(bundle, image, model="model.int8-cpu.onnx")
-    assert out["model"] == "model.int8-cpu.onnx"
+    assert out["mask"]["file"] == str(mask_file)
     np.testing.assert_allclose(logits, logits_ref, rtol=0, atol=ATOL)
     mask = Image.open(mask_file)
     assert mask.mode == "L" and mask.size == (32, 32)
@@ -235,8 +245,17 @@ def _fails(exe: Path, *argv: str, code: int = 1) -> str:
         ("no-image", "not found; expected an image file"),
         ("bad-image", "cannot read image"),
         ("bomb", "(refused as a possible decompression bomb: 20000x20000 = 400000000 pixels, over Pillow's"),
-        ("no-model", "model file"),
+        ("no-model", "model.onnx is listed in"),
         ("backend", "backend 'tensorrt' is not compiled in; available: onnxruntime"),
+        # The manifest's SHA-256s (Python's verify_bundle): every artifact but engines and engine.json.
+        ("tampered", "model.onnx does not match its SHA-256 in"),
+        ("swapped", "model.onnx does not match its SHA-256 in"),
+        ("tampered-labels", "labels.txt does not match its SHA-256 in"),
+        ("no-labels", "labels.txt is listed in"),
+        ("no-artifacts", "field 'artifacts' is missing, empty or malformed"),
+        ("unlisted-model", "copy.onnx is not listed in"),
+        ("engine-on-onnxruntime", "model.fp16.engine is a TensorRT engine: pass --backend tensorrt"),
+        ("onnx-on-tensorrt", "the tensorrt backend runs engines (.engine, .plan, .trt), not model.onnx"),
     ],
 )
 def test_errors_are_one_clear_line(infer_exe, bundles, copy_bundle, tmp_path, change, message):
@@ -264,15 +283,39 @@ def test_errors_are_one_clear_line(infer_exe, bundles, copy_bundle, tmp_path, ch
         (bundle / "model.onnx").unlink()
     elif change == "backend":
         args += ["--backend", "tensorrt"]
+    elif change == "tampered":
+        data = bytearray((bundle / "model.onnx").read_bytes())
+        data[len(data) // 2] ^= 1  # one bit, same size
+        (bundle / "model.onnx").write_bytes(bytes(data))
+    elif change == "swapped":  # another model of the bundle in its place: it ran and exited 0 before
+        shutil.copyfile(bundle / "model.int8-cpu.onnx", bundle / "model.onnx")
+    elif change == "tampered-labels":  # not a file sladkit-infer reads, but a file of the bundle
+        (bundle / "labels.txt").write_text("dog\ncat\n")
+    elif change == "no-labels":
+        (bundle / "labels.txt").unlink()
+    elif change == "no-artifacts":
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        (bundle / "manifest.json").write_text(json.dumps({**manifest, "artifacts": []}))
+    elif change == "unlisted-model":
+        shutil.copyfile(bundle / "model.onnx", bundle / "copy.onnx")
+        args += ["--model", "copy.onnx"]
+    elif change == "engine-on-onnxruntime":
+        (bundle / "model.fp16.engine").write_bytes(b"engine")
+        args += ["--model", "model.fp16.engine"]
+    elif change == "onnx-on-tensorrt":
+        args += ["--backend", "tensorrt", "--model", "model.onnx"]
     stderr = _fails(infer_exe, *args)
     assert stderr.startswith("sladkit-infer: error: ") and stderr.count("\n") == 1, stderr
     assert message in stderr
 
 
 def test_usage_errors(infer_exe, bundles, tmp_path):
-    assert "expected BUNDLE and IMAGE" in _fails(infer_exe, bundles[("cls", False)], code=2)
+    assert "expected BUNDLE and at least one IMAGE" in _fails(infer_exe, bundles[("cls", False)], code=2)
     assert "unknown option --frobnicate" in _fails(infer_exe, "a", "b", "--frobnicate", code=2)
-    assert "--top-k must be at least 1" in _fails(infer_exe, "a", "b", "--top-k", "0", code=2)
+    # Python's wording: `sladkit predict --top-k 0` says "--top-k must be >= 1 (got 0)".
+    assert "error: --top-k must be >= 1 (got 0)\n" in _fails(infer_exe, "a", "b", "--top-k", "0", code=2)
+    assert "--top-k must be an integer (got 3x)" in _fails(infer_exe, "a", "b", "--top-k", "3x", code=2)
+    assert "take one IMAGE, got 2" in _fails(infer_exe, "a", "b", "c", "--dump-input", "x", code=2)
 
 
 def test_find_package_consumer(cpp_build, bundles, tmp_path):

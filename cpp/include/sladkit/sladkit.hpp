@@ -42,6 +42,13 @@ struct Preprocessing {
   std::array<float, 3> std{};
 };
 
+// One entry of manifest.json's "artifacts": a file of the bundle with its size and SHA-256.
+struct Artifact {
+  std::string file;
+  std::int64_t bytes = -1;  // -1: not given
+  std::string sha256;       // 64 lowercase hex digits; empty: not given
+};
+
 // What the runtime needs from manifest.json (schema "sladkit-bundle", version 1).
 struct Manifest {
   std::filesystem::path dir;
@@ -53,10 +60,54 @@ struct Manifest {
   Preprocessing preprocessing;
   std::string precision;    // the target's precision: "int8", "fp16", "fp32"
   std::string engine_file;  // the TensorRT engine this bundle names (built by build_engine.sh)
+  std::vector<Artifact> artifacts;
 };
 
 // Reads and checks BUNDLE/manifest.json; throws Error on a missing file or a schema mismatch.
 Manifest load_manifest(const std::filesystem::path& bundle_dir);
+// Checks the size and SHA-256 of every artifact the manifest lists, as Python's verify_bundle does; engines
+// and engine.json are skipped (they belong to the device and are checked against their own stamp, below).
+// Throws Error naming the first file that is missing or does not match.
+void verify_bundle(const Manifest& manifest);
+// Whether a file is a TensorRT engine by its name: .engine, .plan or .trt.
+bool is_engine_file(const std::filesystem::path& file);
+
+// SHA-256 (FIPS 180-4) as 64 lowercase hex digits.
+std::string sha256_hex(const void* data, std::size_t bytes);
+std::string sha256_file(const std::filesystem::path& file);
+
+// An engine's entry in the engine.json beside it (schema version 1, written by sladkit/engine_stamp.py):
+// what built it, so that it is loaded only where NVIDIA's rules say it runs.
+struct EngineStamp {
+  std::string engine;                  // file name
+  std::string sha256;                  // of the engine's bytes
+  std::string tensorrt_version;        // the TensorRT that built it: "10.3.0" (trtexec) or "10.3.0.30"
+  std::string precision;
+  std::string gpu;                     // name; empty when not stamped
+  std::string compute_capability;      // "8.7"; empty: not stamped (the GPU is then not checked)
+  bool version_compatible = false;     // built with --versionCompatible
+  std::string hardware_compatibility;  // "none" or "ampere+"
+  std::string onnx_file, onnx_sha256;  // the bundle file it was built from; empty when not stamped
+};
+
+// Reads and validates `engine`'s stamp; with `verify`, also its SHA-256 against the engine's bytes. Throws
+// Error (no engine.json, malformed, not describing this engine, a field of the wrong type, other bytes).
+EngineStamp read_engine_stamp(const std::filesystem::path& engine, bool verify = true);
+// read_engine_stamp (verified) and, when the stamp names the ONNX file it was built from, that file's
+// SHA-256 against the manifest's: an engine built from another model is refused.
+EngineStamp check_engine(const Manifest& manifest, const std::filesystem::path& engine);
+
+struct GpuInfo {
+  std::string name;
+  std::string compute_capability;  // "8.7"; empty: unknown (not checked)
+};
+// Refuses (Error naming the rule) an engine that NVIDIA's rules say cannot run on this TensorRT and GPU:
+// the exact version that built it unless version-compatible (then the same or a later one of the same
+// major, or 8 -> 9/10, 10 -> 11), the same compute capability unless built ampere+ (then 8.0 and later).
+// The same rules as sladkit/engine_stamp.py::check_fits.
+void check_engine_fits(const EngineStamp& stamp, const std::string& tensorrt_version, const GpuInfo& gpu);
+// getInferLibVersion()'s number as major.minor.patch: 100300 -> "10.3.0" (TensorRT >= 10), 8502 -> "8.5.2".
+std::string tensorrt_version_string(int number);
 
 // PIL's Image.resize((width, height), resample=...) on an RGB image, bit for bit.
 Image resize(const Image& image, int width, int height, Interpolation interpolation);
@@ -89,6 +140,8 @@ class Backend {
 };
 
 std::vector<std::string> backends();  // compiled-in backend names, e.g. {"onnxruntime"}
+// Loads `model_file` (the tensorrt backend first runs check_engine and check_engine_fits on it). The
+// bundle's other files are not verified here: Predictor does that.
 std::unique_ptr<Backend> create_backend(const std::string& name, const Manifest& manifest,
                                         const std::filesystem::path& model_file);
 
@@ -113,7 +166,8 @@ struct PredictorOptions {
   std::string model;  // a file of the bundle; default: model.onnx, or the bundle's engine for tensorrt
 };
 
-// A bundle, ready to run: load once, call classify/segment per image.
+// A bundle, ready to run: load once, call classify/segment per image. Loading verifies the bundle
+// (verify_bundle) and refuses a model file the manifest does not list (engines excepted).
 class Predictor {
  public:
   explicit Predictor(const std::filesystem::path& bundle_dir, const PredictorOptions& options = {});
