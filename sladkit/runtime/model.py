@@ -23,17 +23,21 @@ class Prediction:
     scores: list[float] | None = None
     mask: np.ndarray | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, labels: list[str] | None = None) -> dict:
+        """The fields of a "Prediction output" record (`docs/design.md`) after `image`: `task`, then `top`
+        (classification) or `mask` and `classes` (segmentation: every class of `labels`, with its pixel count)."""
         if self.mask is None:
-            return {
-                "labels": self.labels,
-                "indices": self.indices,
-                "scores": [round(s, 6) for s in self.scores],
-            }
-        classes, counts = np.unique(self.mask, return_counts=True)
+            top = zip(self.indices, self.labels, self.scores, strict=True)
+            return {"task": "cls", "top": [{"index": i, "label": n, "score": round(s, 6)} for i, n, s in top]}
+        names = labels or []
+        counts = np.bincount(self.mask.ravel(), minlength=len(names))
         return {
-            "mask_shape": list(self.mask.shape),
-            "pixels_per_class": dict(zip(map(int, classes), map(int, counts), strict=False)),
+            "task": "seg",
+            "mask": {"height": self.mask.shape[0], "width": self.mask.shape[1], "coordinates": "centre crop"},
+            "classes": [
+                {"index": c, "label": names[c] if c < len(names) else str(c), "pixels": int(n)}
+                for c, n in enumerate(counts)
+            ],
         }
 
 

@@ -1,4 +1,5 @@
-"""`sladkit predict`: JSON lines for classification; mask PNGs and overlays for segmentation."""
+"""`sladkit predict`: one JSON line per image (`docs/design.md`, "Prediction output", the schema `sladkit-infer`
+prints too); segmentation masks and overlays as PNGs with `--out`."""
 
 from __future__ import annotations
 
@@ -34,12 +35,12 @@ def predict_images(
         chunk = images[start : start + batch]
         crops = [model.crop(path) for path in chunk]
         for path, crop, prediction in zip(chunk, crops, model.predict(chunk, top_k=top_k), strict=True):
-            record = {"image": str(path), **prediction.to_dict()}
+            record = {"image": str(path), **prediction.to_dict(model.labels)}
             if prediction.mask is not None and out is not None:
                 stem = Path(path).stem
                 mask_path, overlay_path = Path(out) / f"{stem}.mask.png", Path(out) / f"{stem}.overlay.png"
                 Image.fromarray(prediction.mask.astype(np.uint8)).save(mask_path)
                 overlay = (0.5 * crop + 0.5 * colours[prediction.mask]).astype(np.uint8)
                 Image.fromarray(overlay).save(overlay_path)
-                record.update(mask=str(mask_path), overlay=str(overlay_path))
+                record["mask"]["file"], record["overlay"] = str(mask_path), str(overlay_path)
             yield json.dumps(record)

@@ -273,7 +273,7 @@ def test_profile_engine_file_eval_and_predict_load_it_once_each(built, device, i
     StandInRunner.activations = 0
     result = invoke("predict", built / ENGINE, images / "val" / "cat" / "0.png", "--top-k", "2")
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.output.splitlines()[-1])["labels"]) == 2 and StandInRunner.activations == 1
+    assert len(json.loads(result.output.splitlines()[-1])["top"]) == 2 and StandInRunner.activations == 1
 
 
 def test_profile_bundle_says_why_it_skips_an_engine(built, monkeypatch):

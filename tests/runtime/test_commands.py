@@ -74,7 +74,7 @@ def test_predict_json_lines_and_segmentation_masks(cpu_bundle, val_folder, tmp_p
     image = next((val_folder / "val").rglob("*.png"))
     result = invoke("predict", cpu_bundle, image, "--top-k", "2")
     record = json.loads(result.output.strip())
-    assert record["image"] == str(image) and len(record["labels"]) == 2 and len(record["scores"]) == 2
+    assert record["image"] == str(image) and record["task"] == "cls" and len(record["top"]) == 2
 
 
 def test_segmentation_predict_writes_masks_and_overlays(tmp_path):
@@ -99,8 +99,12 @@ def test_segmentation_predict_writes_masks_and_overlays(tmp_path):
     result = invoke("predict", tmp_path / "b", image, "--out", tmp_path / "masks")
     assert result.exit_code == 0, result.output
     record = json.loads(result.output.strip())
-    mask = np.asarray(Image.open(record["mask"]))
-    assert mask.shape == (32, 32) and record["mask_shape"] == [32, 32] and mask.max() < 6
+    mask = np.asarray(Image.open(record["mask"]["file"]))
+    assert mask.shape == (32, 32) and (record["mask"]["height"], record["mask"]["width"]) == (32, 32)
+    labels = json.loads((tmp_path / "b" / "manifest.json").read_text())["labels"]
+    assert mask.max() < 6 and [c["label"] for c in record["classes"]] == labels
+    counts = np.bincount(mask.ravel(), minlength=len(labels))
+    assert [c["pixels"] for c in record["classes"]] == counts.tolist()
     assert Image.open(record["overlay"]).size == (32, 32)
     result = invoke("eval", tmp_path / "b", "--data", "synthetic", "--limit", "16")
     assert "miou" in result.output
