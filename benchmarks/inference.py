@@ -7,7 +7,7 @@ model.int8-cpu.onnx, ONNX Runtime dynamic INT8) and `--target jetson-orin --prec
 as a reference). Forms, each at batch 1 and 8 and with 1 and 2 threads:
 
   torch-fp32   PyTorch eager on the merged model (`sladkit.runtime.load(run_dir)` for the student; the
-               teacher through `sladkit.export.merge.load_run_model(role="teacher")` + `merge_adapters`,
+               teacher through `sladkit.models.run_model.load_run_model(role="teacher")` + `merge_adapters`,
                which is what the torch backend does, because `runtime.load` has no teacher option)
   ort-fp32     model.onnx through `sladkit.runtime.load(bundle)`
   ort-int8-cpu model.int8-cpu.onnx
@@ -173,7 +173,7 @@ class TorchTeacher:
     def __init__(self, run_dir: Path) -> None:
         import torch
 
-        from sladkit.export.merge import load_run_model, merge_adapters
+        from sladkit.models.run_model import load_run_model, merge_adapters
 
         model, _ = load_run_model(run_dir, role="teacher")
         self.model, self.torch = merge_adapters(model), torch

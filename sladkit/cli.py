@@ -23,11 +23,11 @@ from sladkit.config import (
     PredictConfig,
     ProfileConfig,
     TrainConfig,
-    load_run_config,
     option_flag,
 )
 from sladkit.errors import ConfigError, SladkitError
 from sladkit.export.targets import TARGETS
+from sladkit.run_folder import read_config
 from sladkit.train.methods import METHODS
 
 
@@ -161,7 +161,7 @@ def _resume_config(explicit: dict) -> TrainConfig:
         raise ConfigError(
             f"nothing to resume in {out} (no config.json); drop --resume to start a new run there"
         )
-    saved = load_run_config(out)["train"]
+    saved = read_config(out)["train"]
     return TrainConfig.from_dict({**saved, **explicit})
 
 
@@ -189,7 +189,7 @@ def export(run_dir: str, **options) -> None:
 @click.argument("bundle", type=click.Path(file_okay=False))
 def info(bundle: str) -> None:
     """Print a bundle's summary after verifying its schema and every file's SHA-256."""
-    from sladkit.export.bundle import summary, verify_bundle
+    from sladkit.bundle import summary, verify_bundle
 
     click.echo(summary(verify_bundle(bundle)))
     click.echo("  all hashes verified")

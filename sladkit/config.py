@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sladkit.errors import ConfigError, RunDirError
+from sladkit.errors import ConfigError
 
 TINY_TEACHER = "sladkit_vit_192_p8"
 TINY_STUDENT = "sladkit_vit_96_p8"
@@ -277,88 +277,6 @@ RUNTIME_ONLY = frozenset(
         "dist_backend",
     }
 )
-
-
-RUN_CONFIG = "config.json"
-
-# The fields of a run folder's config.json that later stages read, and their JSON types.
-_RUN_FIELDS = {
-    "task": str,
-    "labels": list,
-    "num_classes": int,
-    "image_size": int,
-    "transforms": dict,
-    "data": dict,
-    "models": dict,
-    "train": dict,
-}
-
-
-def load_run_config(run_dir: str | Path) -> dict:
-    """A run folder's config.json after `check_run_config`; a RunDirError names the file and field otherwise."""
-    path = Path(run_dir) / RUN_CONFIG
-    if not path.is_file():
-        raise RunDirError(
-            f"{run_dir} is not a sladkit run folder (no {RUN_CONFIG}); pass the --out folder of `sladkit train`"
-        )
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunDirError(
-            f"{path} is unreadable ({e}); restore the file sladkit train wrote, or train again"
-        ) from None
-    check_run_config(path, values)
-    return values
-
-
-def check_run_config(path: Path, values: Any) -> None:
-    """Refuse a config.json that is not what `sladkit train` writes: missing sections, wrong types,
-    fields that contradict each other, or a `train` section that is not a valid TrainConfig.
-
-    Whether the models it describes fit the checkpoint is checked where the checkpoint is loaded.
-    """
-
-    def invalid(field: str, problem: str) -> RunDirError:
-        return RunDirError(
-            f"{path}: {field} {problem}; restore the config.json that sladkit train wrote, or train again"
-        )
-
-    if not isinstance(values, dict):
-        raise invalid("the file", f"holds a JSON {type(values).__name__}, not an object")
-    for name, kind in _RUN_FIELDS.items():
-        if name not in values:
-            raise invalid(f"field '{name}'", "is missing")
-        value = values[name]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise invalid(f"field '{name}'", f"is a {type(value).__name__}, expected a {kind.__name__}")
-    if values["task"] not in ("cls", "seg"):
-        raise invalid("field 'task'", f"is {values['task']!r}, expected 'cls' or 'seg'")
-    labels = values["labels"]
-    if len(labels) < 2 or not all(isinstance(label, str) for label in labels):
-        raise invalid("field 'labels'", "must list at least 2 class names (strings)")
-    if values["num_classes"] != len(labels):
-        raise invalid("field 'num_classes'", f"is {values['num_classes']} but 'labels' lists {len(labels)}")
-    geometry = values["transforms"].get("eval")
-    crop = geometry.get("center_crop") if isinstance(geometry, dict) else None
-    if crop != values["image_size"] or values["transforms"].get("image_size") != values["image_size"]:
-        raise invalid(
-            "field 'image_size'",
-            f"is {values['image_size']} but 'transforms' says {values['transforms'].get('image_size')} "
-            f"(eval crop {crop})",
-        )
-    for name in ("teacher_adapter", "student_adapter", "shared"):
-        if not isinstance(values["models"].get(name), bool):
-            raise invalid(f"field 'models.{name}'", "is missing or not true/false")
-    try:
-        train = TrainConfig.from_dict(values["train"])
-    except (ConfigError, TypeError) as e:
-        raise invalid("section 'train'", f"is not a valid training config ({e})") from None
-    if train.task != values["task"]:
-        raise invalid("field 'train.task'", f"is {train.task!r} but 'task' is {values['task']!r}")
-    if train.image_size is not None and train.image_size != values["image_size"]:
-        raise invalid(
-            "field 'train.image_size'", f"is {train.image_size} but 'image_size' is {values['image_size']}"
-        )
 
 
 def _flag(name: str) -> str:

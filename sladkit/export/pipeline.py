@@ -18,14 +18,13 @@ import numpy as np
 import torch
 
 from sladkit import __version__
+from sladkit import bundle as bundles
 from sladkit._atomic import atomic_dir, remove_stale_temporaries, work_dir
 from sladkit._outdir import check_out, locked
 from sladkit.config import ExportConfig
 from sladkit.errors import ConfigError
-from sladkit.export import bundle as bundles
 from sladkit.export.calib_cache import write_calibration_cache
 from sladkit.export.data import calibration_array, validation_arrays
-from sladkit.export.merge import check_weights_finite, load_run_model, max_abs_difference, merge_adapters
 from sladkit.export.onnx import (
     INPUT,
     OUTPUT,
@@ -47,9 +46,11 @@ from sladkit.export.quantize import (
 )
 from sladkit.export.simplify import simplify_onnx
 from sladkit.export.targets import get_target
-from sladkit.export.tensorrt import build_engine, tensorrt_status
+from sladkit.export.tensorrt import build_engine
 from sladkit.export.trtexec import trtexec_commands, write_build_script
 from sladkit.metrics import task_metric
+from sladkit.models.run_model import check_weights_finite, load_run_model, max_abs_difference, merge_adapters
+from sladkit.runtime import device
 
 PARITY_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| on logits
 
@@ -247,7 +248,7 @@ def _export(
                 dla_core=config.dla_core,
             )
             write_build_script(tmp / "build_engine.sh", commands, target=target)
-            available, why = tensorrt_status()
+            available, why = device.tensorrt_status()
             if config.build_engine == "always" and not available:
                 raise ConfigError(f"--build-engine always, but TensorRT cannot build here: {why}")
             if config.build_engine != "never" and available:

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +43,7 @@ from sladkit.errors import ConfigError, SladkitError, require
 from sladkit.export.calib_cache import parse_cache_header, read_calibration_cache, trt_version_number
 from sladkit.export.targets import Target
 from sladkit.export.trtexec import _check_shape, _plan, _version
+from sladkit.runtime import device
 
 _log = logging.getLogger(__name__)
 
@@ -53,64 +52,6 @@ ENGINE_METADATA = STAMP  # engine.json; its schema and checks are in sladkit.eng
 
 class EngineBuildError(SladkitError):
     """TensorRT could not parse the ONNX model or build the engine."""
-
-
-def _gpu(name: str | None, capability: str | None, source: str | None) -> dict:
-    return {"name": name, "compute_capability": capability, "source": source}
-
-
-def _gpu_info(target: Target | None = None) -> dict:
-    """GPU name and compute capability: cuda-python, then nvidia-smi, then a Jetson's device tree."""
-    try:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart
-        err, prop = cudart.cudaGetDeviceProperties(0)
-        if err == cudart.cudaError_t.cudaSuccess:
-            name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-            return _gpu(name.rstrip("\x00"), f"{prop.major}.{prop.minor}", "cuda")
-    except Exception:  # cuda-python missing, or no driver/device
-        pass
-    if shutil.which("nvidia-smi"):
-        query = ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"]
-        try:
-            lines = subprocess.run(query, capture_output=True, text=True, timeout=20, check=True).stdout
-        except (OSError, subprocess.SubprocessError):
-            lines = ""
-        if lines.strip():
-            name, _, capability = lines.strip().splitlines()[0].rpartition(",")
-            return _gpu(name.strip(), capability.strip() or None, "nvidia-smi")
-    try:  # Jetsons (JetPack 4/5) have no nvidia-smi; the device tree names the module
-        model = Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00 \n")
-    except OSError:
-        model = ""
-    if "NVIDIA" in model or "Jetson" in model:
-        capability = target.compute_capability if target else None
-        return _gpu(model, capability, "device-tree (capability from the target table)")
-    return _gpu(None, None, None)
-
-
-def tensorrt_status() -> tuple[bool, str]:
-    """Whether TensorRT can build here: `import tensorrt` works and a CUDA GPU is visible (no torch).
-
-    Returns:
-        (True, "TensorRT <version>, GPU <name>") or (False, the reason).
-    """
-    try:
-        import tensorrt as trt
-    except Exception as e:  # ImportError, or OSError when its CUDA libraries are missing
-        return False, (
-            f"tensorrt cannot be imported ({type(e).__name__}: {e}); install it with "
-            "pip install 'sladkit[tensorrt]' (on a Jetson it comes with JetPack)"
-        )
-    gpu = _gpu_info()
-    if gpu["name"] is None:
-        return (
-            False,
-            f"TensorRT {trt.__version__} is installed but no CUDA GPU is visible (cuda, nvidia-smi, Jetson)",
-        )
-    return True, f"TensorRT {trt.__version__}, GPU {gpu['name']}"
 
 
 def _make_logger(trt):
@@ -287,7 +228,7 @@ def build_engine(
     if timing_path:
         atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
 
-    gpu = _gpu_info(target)
+    gpu = device.gpu_info(target.compute_capability if target else None)
     meta = {
         "engine": engine_path.name,
         "sha256": hashlib.sha256(data).hexdigest(),

@@ -75,7 +75,7 @@ def resolve(path: str | Path, *, model: str | None = None, verify: bool = True) 
 
 
 def _bundle(folder: Path, model: str | None, verify: bool) -> Artifact:
-    from sladkit.export.bundle import read_manifest, verify_bundle
+    from sladkit.bundle import read_manifest, verify_bundle
 
     manifest = verify_bundle(folder) if verify else read_manifest(folder)
     files = {a["file"]: a for a in manifest["artifacts"]}
@@ -139,7 +139,7 @@ def _engine_file(
     path: Path, verify: bool, manifest: dict | None = None, given: Path | None = None
 ) -> Artifact:
     """An engine and its stamp (engine.json: SHA-256 checked with `verify`), with its bundle's manifest."""
-    from sladkit.export.bundle import read_manifest, verify_bundle
+    from sladkit.bundle import read_manifest, verify_bundle
 
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist; build it with the bundle's build_engine.sh")
@@ -170,9 +170,9 @@ def _engine_file(
 
 
 def _run_folder(folder: Path) -> Artifact:
-    from sladkit.config import load_run_config
+    from sladkit.run_folder import read_config
 
-    config = load_run_config(folder)
+    config = read_config(folder)
     return Artifact(
         kind="run",
         path=folder,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -183,3 +184,67 @@ def device_state(root: str | os.PathLike = "/", *, nvpmodel: Sequence[str] | Non
     state["jetson"] = state["l4t"] is not None or "jetson" in (state["model"] or "").lower()
     state["reasons"] = reasons
     return state
+
+
+# The GPU and TensorRT of this machine: what export builds for and what the runtime checks an engine against.
+
+
+def _gpu(name: str | None, capability: str | None, source: str | None) -> dict:
+    return {"name": name, "compute_capability": capability, "source": source}
+
+
+def gpu_info(capability_hint: str | None = None) -> dict:
+    """GPU name and compute capability: cuda-python, then nvidia-smi, then a Jetson's device tree.
+
+    The device tree names a Jetson but not its compute capability: `capability_hint` (the target table's)
+    fills it in there.
+    """
+    try:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart
+        err, prop = cudart.cudaGetDeviceProperties(0)
+        if err == cudart.cudaError_t.cudaSuccess:
+            name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
+            return _gpu(name.rstrip("\x00"), f"{prop.major}.{prop.minor}", "cuda")
+    except Exception:  # cuda-python missing, or no driver/device
+        pass
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"]
+        try:
+            lines = subprocess.run(query, capture_output=True, text=True, timeout=20, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            lines = ""
+        if lines.strip():
+            name, _, capability = lines.strip().splitlines()[0].rpartition(",")
+            return _gpu(name.strip(), capability.strip() or None, "nvidia-smi")
+    try:  # Jetsons (JetPack 4/5) have no nvidia-smi; the device tree names the module
+        model = Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00 \n")
+    except OSError:
+        model = ""
+    if "NVIDIA" in model or "Jetson" in model:
+        return _gpu(model, capability_hint, "device-tree (capability from the target table)")
+    return _gpu(None, None, None)
+
+
+def tensorrt_status() -> tuple[bool, str]:
+    """Whether TensorRT can build here: `import tensorrt` works and a CUDA GPU is visible (no torch).
+
+    Returns:
+        (True, "TensorRT <version>, GPU <name>") or (False, the reason).
+    """
+    try:
+        import tensorrt as trt
+    except Exception as e:  # ImportError, or OSError when its CUDA libraries are missing
+        return False, (
+            f"tensorrt cannot be imported ({type(e).__name__}: {e}); install it with "
+            "pip install 'sladkit[tensorrt]' (on a Jetson it comes with JetPack)"
+        )
+    gpu = gpu_info()
+    if gpu["name"] is None:
+        return (
+            False,
+            f"TensorRT {trt.__version__} is installed but no CUDA GPU is visible (cuda, nvidia-smi, Jetson)",
+        )
+    return True, f"TensorRT {trt.__version__}, GPU {gpu['name']}"

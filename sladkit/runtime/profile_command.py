@@ -34,7 +34,7 @@ def expand(paths: list[str]) -> list[tuple[str, str | None]]:
     A bundle's engines (listed in its manifest or built beside it by build_engine.sh) that cannot run here
     are skipped with one line on stderr saying why; every other problem with them is an error when loaded.
     """
-    from sladkit.export.bundle import verify_bundle
+    from sladkit.bundle import verify_bundle
 
     items = []
     for path in paths:

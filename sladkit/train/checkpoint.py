@@ -19,10 +19,7 @@ from torch import nn
 
 from sladkit._atomic import atomic_dir, recover_dir
 from sladkit.errors import RunDirError
-
-MODEL_FILE = "model.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
-STATE_FILE = "state.json"
+from sladkit.run_folder import CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE
 
 
 def saved_state(model: nn.Module, *, teacher_backbone: bool) -> dict[str, torch.Tensor]:
@@ -105,7 +102,7 @@ def load_model_state(folder: Path, model: nn.Module) -> None:
             else f"{list(state[key].shape)} there, {list(own[key].shape)} as configured"
         )
         raise RunDirError(
-            f"{folder.parent.parent / 'config.json'}: field '{config_field(key)}' does not fit checkpoint {path} "
+            f"{folder.parent.parent / CONFIG_FILE}: field '{config_field(key)}' does not fit checkpoint {path} "
             f"({key}: {found}); restore the config.json that sladkit train wrote, or train again"
         )
     model.load_state_dict(state, strict=False)

@@ -28,6 +28,7 @@ import torch.distributed as dist
 
 from sladkit.config import TrainConfig
 from sladkit.errors import ConfigError, SladkitError, TrainingError
+from sladkit.run_folder import STATE_FILE, checkpoint_dir
 from sladkit.train.interrupt import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 
 TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -383,7 +384,7 @@ def checkpoint_note(out: Path) -> str:
 
 
 def _read_last_state(out: Path) -> dict | None:
-    path = out / "checkpoints" / "last" / "state.json"
+    path = checkpoint_dir(out, "last") / STATE_FILE
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -392,7 +393,7 @@ def _read_last_state(out: Path) -> dict | None:
 
 def interrupted_from_checkpoint(out: Path, *, since: float = 0.0, signal_name: str = "") -> SladkitError:
     """The launcher's report of workers stopped by a signal: TrainingInterrupted if they checkpointed."""
-    path = out / "checkpoints" / "last" / "state.json"
+    path = checkpoint_dir(out, "last") / STATE_FILE
     state = _read_last_state(out)
     if state is not None and state.get("interrupted") and path.stat().st_mtime >= since:
         return TrainingInterrupted(state["global_step"])

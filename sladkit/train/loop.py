@@ -32,6 +32,7 @@ from sladkit._atomic import atomic_write_text
 from sladkit.config import TrainConfig
 from sladkit.errors import TrainingError
 from sladkit.models.pair import TeacherStudent
+from sladkit.run_folder import CHECKPOINTS, METRICS_FILE, checkpoint_dir
 from sladkit.train import checkpoint as ckpt
 from sladkit.train.batching import SeededImages, epoch_indices, mix_seed, plan_batches, shard_indices
 from sladkit.train.distributed import DistContext
@@ -153,7 +154,7 @@ class Trainer:
                 group["base_lr"] = group["lr"]
             scaler = grad_scaler(self.config.precision, self.device)
             if progress.epoch > 0 or progress.epoch_step > 0:
-                ckpt.load_optimizer_state(self.run_dir / "checkpoints" / "last", optimizer)
+                ckpt.load_optimizer_state(checkpoint_dir(self.run_dir, "last"), optimizer)
                 if self.resume_state.get("scaler"):
                     scaler.load_state_dict(self.resume_state["scaler"])
             model = self.wrap(
@@ -352,7 +353,7 @@ class Trainer:
         return losses
 
     def non_finite_loss(self, value: float, stage: Stage, progress: Progress) -> TrainingError:
-        last = self.run_dir / "checkpoints" / "last"
+        last = checkpoint_dir(self.run_dir, "last")
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
         return TrainingError(
             f"the loss became {value} at step {progress.global_step + 1} (stage {stage.name}, "
@@ -438,7 +439,7 @@ class Trainer:
         record.update(extra)
         record.update(metrics)
         record["elapsed_s"] = round(sum(progress.stage_seconds.values()), 3)
-        path = self.run_dir / "metrics.jsonl"
+        path = self.run_dir / METRICS_FILE
         lines = path.read_text().splitlines() if path.exists() else []
         lines.append(json.dumps(record))
         atomic_write_text(path, "\n".join(lines) + "\n")
@@ -448,7 +449,7 @@ class Trainer:
     def save(self, optimizer, scaler, progress: Progress, *, best: bool, interrupted: bool = False) -> None:
         if not self.dist.is_main:
             return
-        folder = self.run_dir / "checkpoints"
+        folder = self.run_dir / CHECKPOINTS
         state = vars(progress).copy()
         state["interrupted"] = interrupted
         state["scaler"] = scaler.state_dict()

@@ -25,6 +25,7 @@ from sladkit.errors import ConfigError
 from sladkit.models.backbones import check_hub_weights, preprocess_config, uses_pretrained_weights
 from sladkit.models.pair import create_pair
 from sladkit.models.peft_format import save_peft_adapter
+from sladkit.run_folder import CONFIG_FILE, FORMAT, FORMAT_VERSION, LABELS_FILE, METRICS_FILE, checkpoint_dir
 from sladkit.train import checkpoint as ckpt
 from sladkit.train.batching import plan_batches
 from sladkit.train.distributed import (
@@ -42,14 +43,7 @@ from sladkit.train.interrupt import StopSignals
 from sladkit.train.loop import Progress, Trainer, seed_everything
 from sladkit.train.methods import METHODS, Method, get_method
 from sladkit.train.metrics import metric_name
-from sladkit.train.rundir import (
-    CONFIG_FILE,
-    RUN_FORMAT,
-    check_out_dir,
-    clear_for_overwrite,
-    default_out,
-    trim_metrics,
-)
+from sladkit.train.rundir import check_out_dir, clear_for_overwrite, default_out, trim_metrics
 
 
 @dataclass
@@ -171,7 +165,7 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
 
     # The run folder (rank 0 writes it).
     progress = Progress()
-    last = out / "checkpoints" / "last"
+    last = checkpoint_dir(out, "last")
     state = ctx.main_first(lambda: ckpt.read_state(last)) if config.resume else None
     if state is not None:
         ckpt.load_model_state(last, pair)
@@ -179,7 +173,7 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
         if ctx.is_main:
             trim_metrics(out, progress.global_step)
             for name in ("last", "best"):  # what a killed checkpoint write left (we hold the lock)
-                remove_stale_temporaries(out / "checkpoints" / name)
+                remove_stale_temporaries(checkpoint_dir(out, name))
             within = f" + {progress.epoch_step} steps" if progress.epoch_step else ""
             print(
                 f"resuming {out} from stage {progress.stage_index + 1}, epoch {progress.epoch}{within}",
@@ -189,9 +183,9 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
         if config.overwrite:
             clear_for_overwrite(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
+        (out / METRICS_FILE).unlink(missing_ok=True)
         write_json(out / CONFIG_FILE, resolved_config(config, data, transforms, pair, method, teacher_saved))
-        atomic_write_text(out / "labels.txt", "".join(label + "\n" for label in data.labels))
+        atomic_write_text(out / LABELS_FILE, "".join(label + "\n" for label in data.labels))
 
     trainer = Trainer(
         config,
@@ -210,7 +204,7 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
 
     if ctx.is_main:  # the adapters of the checkpoint `sladkit export` takes by default: best
         pair.cpu()
-        best = out / "checkpoints" / "best"
+        best = checkpoint_dir(out, "best")
         source = "best" if (best / ckpt.STATE_FILE).is_file() else "last"
         if source == "best":
             ckpt.load_model_state(best, pair)
@@ -284,8 +278,8 @@ def _check_inputs(config: TrainConfig, method: Method, out: Path):
 def resolved_config(config, data, transforms, pair, method, teacher_saved) -> dict:
     """config.json: everything a later stage needs to rebuild the models and the preprocessing."""
     return {
-        "format": RUN_FORMAT,
-        "format_version": 1,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
         "sladkit_version": __version__,
         "torch_version": torch.__version__,
         "task": config.task,
@@ -316,14 +310,14 @@ def _result(out: Path, config: TrainConfig, progress: Progress, wall: float) -> 
 
 def result_from_run_dir(out: Path, config: TrainConfig, started: float) -> TrainResult:
     """The TrainResult of a run its worker processes wrote (what the launcher returns)."""
-    state = ckpt.read_state(out / "checkpoints" / "last") or {}
+    state = ckpt.read_state(checkpoint_dir(out, "last")) or {}
     return _summarise(out, config, state, time.perf_counter() - started)
 
 
 def _summarise(out: Path, config: TrainConfig, progress: dict, wall: float) -> TrainResult:
     import json
 
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines() if line]
     metric = metric_name(config.task)
     first, final = records[0], records[-1]
     stage_seconds = dict(progress.get("stage_seconds", {}))

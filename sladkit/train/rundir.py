@@ -1,4 +1,4 @@
-"""The run folder (`docs/design.md`, "Run directory"): choosing it, refusing to clobber, resuming."""
+"""Training's side of the run folder (`sladkit.run_folder`): choosing it, refusing to clobber, resuming."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ from sladkit._atomic import recover_dir
 from sladkit._outdir import check_out
 from sladkit.config import RUNTIME_ONLY, TrainConfig
 from sladkit.errors import RunDirError
-from sladkit.train.checkpoint import STATE_FILE
-
-CONFIG_FILE = "config.json"
-RUN_FORMAT = "sladkit-run"  # config.json's "format": the marker of a run folder
+from sladkit.run_folder import METRICS_FILE, STATE_FILE, checkpoint_dir, is_run_folder, read_config
 
 
 def default_out(config: TrainConfig, root: Path = Path("runs")) -> Path:
@@ -24,25 +21,6 @@ def default_out(config: TrainConfig, root: Path = Path("runs")) -> Path:
         path = base.with_name(f"{base.name}-{n}")
         n += 1
     return path
-
-
-def read_run_config(run_dir: Path) -> dict:
-    """The resolved config.json of a run folder."""
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise RunDirError(f"{run_dir} is not a sladkit run folder (no {CONFIG_FILE})")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunDirError(f"{path} is unreadable ({e})") from None
-
-
-def is_run_folder(path: Path) -> bool:
-    """Whether `path` is a run folder sladkit wrote (its config.json says `"format": "sladkit-run"`)."""
-    try:
-        return json.loads((path / CONFIG_FILE).read_text()).get("format") == RUN_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def check_out_dir(out: Path, config: TrainConfig) -> None:
@@ -68,8 +46,8 @@ def check_out_dir(out: Path, config: TrainConfig) -> None:
         )
         return
     check_out(out, overwrite=True, kind="run folder", is_kind=is_run_folder, inputs=inputs)
-    saved_config = read_run_config(out)
-    last = out / "checkpoints" / "last"
+    saved_config = read_config(out)
+    last = checkpoint_dir(out, "last")
     recover_dir(last)
     if not (last / STATE_FILE).is_file():
         raise RunDirError(
@@ -97,7 +75,7 @@ def clear_for_overwrite(out: Path) -> None:
 
 def trim_metrics(out: Path, step: int) -> None:
     """Drop metric records written after the checkpoint a resumed run restarts from."""
-    path = out / "metrics.jsonl"
+    path = out / METRICS_FILE
     if not path.exists():
         return
     from sladkit._atomic import atomic_write_text

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from sladkit.export.merge import load_run_model, max_abs_difference, merge_adapters
 from sladkit.export.onnx import (
     bake_preprocess,
     check_onnx,
@@ -22,6 +21,7 @@ from sladkit.export.onnx import (
     set_metadata,
 )
 from sladkit.models.adapters import LoraLinear
+from sladkit.models.run_model import load_run_model, max_abs_difference, merge_adapters
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from onnx import numpy_helper
 
 from sladkit.export.calib_cache import read_calibration_cache, write_calibration_cache
 from sladkit.export.calibrate import calibrate_int8, collect_histograms, entropy_amax, percentile_amax
-from sladkit.export.merge import load_run_model, merge_adapters
 from sladkit.export.onnx import export_onnx, onnxruntime_session, run_onnx
 from sladkit.export.quantize import (
     Calibration,
@@ -21,6 +20,7 @@ from sladkit.export.quantize import (
     quantize_with_gate,
     unshare_initializers,
 )
+from sladkit.models.run_model import load_run_model, merge_adapters
 
 
 @pytest.fixture(scope="module")

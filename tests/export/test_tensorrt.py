@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from sladkit.errors import ConfigError, MissingDependencyError
-from sladkit.export import tensorrt as trt_mod
 from sladkit.export.calib_cache import write_calibration_cache
 from sladkit.export.targets import get_target
 from sladkit.export.tensorrt import (
     EngineBuildError,
     build_engine,
-    tensorrt_status,
 )
+from sladkit.runtime import device
+from sladkit.runtime.device import tensorrt_status
 
 # --- importing ----------------------------------------------------------------------------------------------
 
@@ -215,7 +215,7 @@ GPU = {"name": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7", "source": 
 def use_trt(monkeypatch):
     def install(trt):
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
-        monkeypatch.setattr(trt_mod, "_gpu_info", lambda target=None: dict(GPU))
+        monkeypatch.setattr(device, "gpu_info", lambda capability_hint=None: dict(GPU))
         return trt
 
     return install
@@ -377,8 +377,8 @@ def test_builder_errors_on_one_line(tmp_path, use_trt):
 
 def test_status_with_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3.0"))
-    monkeypatch.setattr(trt_mod, "_gpu_info", lambda target=None: dict(GPU))
+    monkeypatch.setattr(device, "gpu_info", lambda capability_hint=None: dict(GPU))
     assert tensorrt_status() == (True, f"TensorRT 10.3.0, GPU {GPU['name']}")
-    monkeypatch.setattr(trt_mod, "_gpu_info", lambda target=None: {"name": None})
+    monkeypatch.setattr(device, "gpu_info", lambda capability_hint=None: {"name": None})
     ok, reason = tensorrt_status()
     assert not ok and "no CUDA GPU" in reason

@@ -5,7 +5,7 @@ line with its command, "Selected Device", "Compute Capability", "TensorRT versio
 bundle's real `build_engine.sh` (written by `sladkit.export.trtexec`, as export writes it), which stamps the
 engine with `python -m sladkit.engine_stamp`. The runtime then loads it against a stand-in `tensorrt` (only
 `__version__`, which is all the runtime reads of it) and a stand-in for Polygraphy's TrtRunner; the GPU is
-faked where `sladkit.export.tensorrt._gpu_info` reports it. This checks sladkit's stamping and checks, not
+faked where `sladkit.runtime.device.gpu_info` reports it. This checks sladkit's stamping and checks, not
 TensorRT's behaviour. Every hostile case must give one line, a non-zero exit and no traceback.
 """
 
@@ -27,12 +27,12 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 from PIL import Image
 
+from sladkit.bundle import MANIFEST, SCHEMA, SCHEMA_VERSION, describe_artifact
 from sladkit.cli import cli
 from sladkit.data.transforms import transform_config
-from sladkit.export import tensorrt as trt_mod
-from sladkit.export.bundle import MANIFEST, SCHEMA, SCHEMA_VERSION, describe_artifact
 from sladkit.export.targets import get_target
 from sladkit.export.trtexec import trtexec_commands, write_build_script
+from sladkit.runtime import device as runtime_device
 
 LABELS = ["cat", "dog", "eel", "fox"]
 SIZE = 32
@@ -173,7 +173,7 @@ def device(monkeypatch):
         polygraphy_trt.EngineFromBytes = lambda data: lambda: data
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         monkeypatch.setitem(sys.modules, "polygraphy.backend.trt", polygraphy_trt)
-        monkeypatch.setattr(trt_mod, "_gpu_info", lambda target=None: dict(gpu))
+        monkeypatch.setattr(runtime_device, "gpu_info", lambda capability_hint=None: dict(gpu))
         StandInRunner.activations = 0
 
     set_device()

@@ -236,8 +236,20 @@ def _image_size_64(values: dict) -> dict:
     return values
 
 
-def _classes_10(values: dict) -> dict:
-    return {**values, "labels": values["labels"][:10], "num_classes": 10}
+def _classes_10(path: Path) -> None:  # config.json and labels.txt edited alike
+    values = json.loads(path.read_text())
+    path.write_text(json.dumps({**values, "labels": values["labels"][:10], "num_classes": 10}))
+    (path.parent / "labels.txt").write_text("".join(label + "\n" for label in values["labels"][:10]))
+
+
+def _method(name: str, *, everywhere: bool):
+    def change(values: dict) -> dict:
+        values["train"]["method"] = name
+        if everywhere:  # joint-lora has SLAD's one joint stage, but separate adapters
+            values["method"]["name"] = name
+        return values
+
+    return change
 
 
 RUN_CONFIGS = [
@@ -251,7 +263,14 @@ RUN_CONFIGS = [
         _edit(lambda v: {**v, "train": {**v["train"], "student": "sladkit_vit_192_p8"}}),
         "field 'train.student' does not fit",
     ),
-    ("class count", _edit(_classes_10), "field 'num_classes' does not fit"),
+    ("class count", _classes_10, "field 'num_classes' does not fit"),
+    (
+        "labels reversed",
+        _edit(lambda v: {**v, "labels": v["labels"][::-1]}),
+        "labels.txt and ",
+    ),
+    ("method name", _edit(_method("joint-lora", everywhere=False)), "field 'method.name' is 'slad'"),
+    ("method", _edit(_method("joint-lora", everywhere=True)), "field 'method' is 'joint-lora' but 'models'"),
     ("num_classes only", _edit(lambda v: {**v, "num_classes": 3}), "field 'num_classes' is 3 but 'labels'"),
     ("image size", _edit(_image_size_64), "field 'image_size' does not fit"),
     ("image size only", _edit(lambda v: {**v, "image_size": 64}), "field 'image_size' is 64 but"),

@@ -23,7 +23,7 @@ class TensorRTBackend(Backend):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        from sladkit.export.tensorrt import tensorrt_status
+        from sladkit.runtime.device import tensorrt_status
 
         ok, why = tensorrt_status()
         if ok:
@@ -37,9 +37,9 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-        from sladkit.export.tensorrt import _gpu_info
+        from sladkit.runtime import device
 
-        engine, version, gpu = self.artifact.model_file, str(trt.__version__), _gpu_info()
+        engine, version, gpu = self.artifact.model_file, str(trt.__version__), device.gpu_info()
         check_fits(engine.name, self.artifact.engine_meta, version, gpu)
         try:
             self.runner = TrtRunner(EngineFromBytes(engine.read_bytes()))

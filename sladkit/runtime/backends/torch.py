@@ -24,7 +24,7 @@ class TorchBackend(Backend):
     def _load(self) -> None:
         import torch
 
-        from sladkit.export.merge import load_run_model, merge_adapters
+        from sladkit.models.run_model import load_run_model, merge_adapters
 
         if self.threads:
             torch.set_num_threads(self.threads)

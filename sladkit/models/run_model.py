@@ -1,6 +1,7 @@
-"""Step 1 of export: rebuild a run's model from its run folder and merge the (shared) LoRA into it.
+"""A run's trained model, rebuilt from its run folder, and merged: what export (step 1) and the runtime's
+torch backend run.
 
-The run folder is the only input (`docs/design.md`): `config.json` says how to rebuild the pair, the
+The run folder (`sladkit.run_folder`) is the only input: `config.json` says how to rebuild the pair, the
 checkpoint holds the adapters, heads and the student's whole backbone. Merging turns every LoRA layer
 into a plain `nn.Linear` with `W + (alpha / r) B A`, leaving a plain timm ViT + head.
 """
@@ -13,11 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sladkit.config import RUN_CONFIG, TrainConfig, load_run_config
+from sladkit.config import TrainConfig
 from sladkit.errors import RunDirError
 from sladkit.models.adapters import lora_layers, merge_lora
 from sladkit.models.heads import TaskModel
 from sladkit.models.pair import create_pair
+from sladkit.run_folder import CONFIG_FILE, MODEL_FILE, checkpoint_dir, read_config
 from sladkit.train import checkpoint as ckpt
 from sladkit.train.methods import get_method
 
@@ -29,9 +31,9 @@ def load_run_model(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"run folder {run_dir} does not exist; pass the --out folder of `sladkit train`")
-    run_config = load_run_config(run_dir)
-    folder = run_dir / "checkpoints" / checkpoint
-    if ckpt.read_state(folder) is None or not (folder / ckpt.MODEL_FILE).is_file():
+    run_config = read_config(run_dir)
+    folder = checkpoint_dir(run_dir, checkpoint)
+    if ckpt.read_state(folder) is None or not (folder / MODEL_FILE).is_file():
         raise RunDirError(
             f"{run_dir} has no complete {checkpoint} checkpoint ({folder}); finish the run with "
             f"`sladkit train --out {run_dir} --resume`"
@@ -60,7 +62,7 @@ def load_run_model(
     if missing:
         raise RunDirError(
             f"checkpoint {folder} lacks {role} weights ({', '.join(missing[:3])}, ...): it does not fit "
-            f"field 'train.{role}' ({getattr(config, role)!r}) of {run_dir / RUN_CONFIG}; restore the "
+            f"field 'train.{role}' ({getattr(config, role)!r}) of {run_dir / CONFIG_FILE}; restore the "
             "config.json that sladkit train wrote, or train again"
         )
     ckpt.load_model_state(folder, pair)
@@ -73,10 +75,10 @@ def _checkpoint_keys(folder: Path) -> set[str]:
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(folder / ckpt.MODEL_FILE, framework="pt") as f:
+        with safe_open(folder / MODEL_FILE, framework="pt") as f:
             return set(f.keys())
     except (OSError, SafetensorError) as e:
-        raise RunDirError(f"checkpoint {folder / ckpt.MODEL_FILE} is corrupt ({e}); train again") from None
+        raise RunDirError(f"checkpoint {folder / MODEL_FILE} is corrupt ({e}); train again") from None
 
 
 def merge_adapters(model: TaskModel) -> TaskModel:

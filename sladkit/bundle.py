@@ -1,8 +1,11 @@
-"""Step 8 of export: the deployment bundle (`docs/design.md`, "Deployment bundle") and its verification.
+"""The deployment bundle (`sladkit export --out BUNDLE`): the schema of its `manifest.json` and its checks.
 
-`manifest.json` lists every artifact with its SHA-256; `verify_bundle` (used by `sladkit info` and by the
-runtime when it loads a bundle) refuses a bundle whose schema version or any hash does not match. This
-module needs neither torch nor onnx.
+This module is the one definition of the artifact between export and the runtimes: `sladkit export`
+writes it (step 8), `sladkit info`, `profile`, `eval`, `predict` and the Python API read it, all through
+the names and checks here (the C++ library mirrors them). `manifest.json` lists every artifact with its
+SHA-256; `verify_bundle` refuses a bundle whose schema version or any hash does not match. Engines built
+on the device are not in the manifest: each is checked against its own stamp (`sladkit.engine_stamp`).
+This module needs neither torch nor onnx.
 """
 
 from __future__ import annotations
