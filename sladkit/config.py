@@ -167,6 +167,12 @@ class TrainConfig:
     warmup_epochs: float = _opt(
         1.0, "Linear warm-up length in epochs, then cosine decay.", range=NON_NEGATIVE
     )
+    early_stop: int = _opt(
+        0,
+        "Stop a stage that trains the student once its validation metric has not improved for this many "
+        "epochs (0: never); the best checkpoint is the one export takes.",
+        range=NON_NEGATIVE,
+    )
     seed: int = _opt(
         0, "Random seed (data split, initialisation, shuffling, augmentation).", range=Range(0, 2**32 - 1)
     )
@@ -180,7 +186,16 @@ class TrainConfig:
     device: str = _opt("auto", "Device: auto, cpu, cuda, cuda:N.")
     resume: bool = _opt(False, "Continue the run in --out from its last checkpoint.")
     overwrite: bool = _opt(False, "Replace a run already in --out.")
-    progress: bool = _opt(True, "Show a progress bar.")
+    progress: bool = _opt(
+        True, "Show a progress bar (in a terminal; elsewhere a line every --log-every steps)."
+    )
+    log_every: int = _opt(
+        50, "Outside a terminal, print a progress line every this many steps.", range=AT_LEAST_1
+    )
+    tensorboard: bool = _opt(
+        False,
+        "Also write the metrics as TensorBoard events to RUN/tensorboard (needs: pip install tensorboard).",
+    )
     accumulate: int = _opt(
         1,
         "Split each global batch into this many forward/backward passes per process (less memory).",
@@ -266,6 +281,8 @@ RUNTIME_ONLY = frozenset(
         "resume",
         "overwrite",
         "progress",
+        "log_every",
+        "tensorboard",
         "accumulate",
         "activation_checkpointing",
         "cache_teacher",

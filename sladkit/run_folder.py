@@ -8,7 +8,8 @@ names and the validation from here. It needs neither torch nor numpy.
       config.json           "format": "sladkit-run" (the marker --overwrite looks for), task, labels, image
                             size, transforms, data, method, models, checkpoint, train (a TrainConfig)
       labels.txt            one class name per line, the same as config.json's labels
-      metrics.jsonl         one JSON object per evaluation
+      metrics.jsonl         one JSON object per evaluation (metrics.csv: the same table; tensorboard/:
+                            the same numbers as TensorBoard events, with --tensorboard)
       checkpoints/{last,best}/   model.safetensors, optimizer.pt, state.json
       adapters/{teacher,student}/  PEFT adapters + head.safetensors
 """

@@ -14,7 +14,6 @@ micro-batch, rank). A run resumed from any checkpoint (an epoch end, or the step
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import sys
@@ -28,15 +27,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from sladkit._atomic import atomic_write_text
 from sladkit.config import TrainConfig
 from sladkit.errors import TrainingError
 from sladkit.models.pair import TeacherStudent
-from sladkit.run_folder import CHECKPOINTS, METRICS_FILE, checkpoint_dir
+from sladkit.run_folder import CHECKPOINTS, checkpoint_dir
 from sladkit.train import checkpoint as ckpt
 from sladkit.train.batching import SeededImages, epoch_indices, mix_seed, plan_batches, shard_indices
 from sladkit.train.distributed import DistContext
 from sladkit.train.interrupt import StopSignals, TrainingInterrupted, ignore_sigint_in_worker
+from sladkit.train.logs import TensorBoardLog, append_record
 from sladkit.train.losses import kd_loss, task_loss
 from sladkit.train.methods import Method, Stage
 from sladkit.train.metrics import CkaMoments, ConfusionMatrix, metric_name
@@ -120,6 +119,8 @@ class Trainer:
         self.dist = dist or DistContext(device=torch.device("cpu"))
         self.stop = stop or StopSignals()
         self.resume_state = resume_state or {}
+        self.tensorboard = None  # TensorBoardLog, opened at the first record (--tensorboard)
+        self.line_progress = config.progress and self.dist.is_main and not sys.stderr.isatty()
         self.device = self.dist.device
         self.metric = metric_name(config.task)
         self.plan = plan_batches(
@@ -161,6 +162,8 @@ class Trainer:
                 StageForward(self.pair, stage, student_mode(stage, self.config), self.teacher_cache)
             )
             while progress.epoch < epochs:
+                if self.stops_early(stage, progress):
+                    break
                 started = time.perf_counter()
                 train_stats = self.train_epoch(stage, model, optimizer, scaler, progress, epochs)
                 metrics = self.evaluate(stage)
@@ -177,6 +180,8 @@ class Trainer:
             progress.epoch = 0
             progress.step = 0
             self.teacher_cache = None
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         return progress
 
     def stage_epochs(self, stage: Stage) -> int:
@@ -279,6 +284,13 @@ class Trainer:
             rate = images_seen / (time.perf_counter() - started)
             if hasattr(steps, "set_postfix"):
                 steps.set_postfix(loss=f"{losses['loss']:.3f}", img_s=f"{rate:.0f}")
+            elif self.line_progress and progress.epoch_step % self.config.log_every == 0:
+                print(
+                    f"{stage.name} epoch {progress.epoch + 1}/{epochs} step {progress.epoch_step}/{plan.steps}  "
+                    f"loss {losses['loss']:.3f}  {rate:.0f} img/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if stop:
                 self.interrupt(stage, optimizer, scaler, progress, sums, started)
         stats = {k: v / max(1, plan.steps) for k, v in sums.items()}
@@ -421,6 +433,21 @@ class Trainer:
             worker_init_fn=ignore_sigint_in_worker if self.config.workers else None,
         )
 
+    def stops_early(self, stage: Stage, progress: Progress) -> bool:
+        """--early-stop N: the student's metric has not improved for N epochs of this stage."""
+        patience = self.config.early_stop
+        if not patience or student_mode(stage, self.config) == "none" or progress.best_epoch is None:
+            return False
+        if progress.epoch - progress.best_epoch < patience:
+            return False
+        if self.dist.is_main:
+            print(
+                f"early stop: student {self.metric} has not improved for {patience} epochs (best "
+                f"{progress.best_metric:.1f} at epoch {progress.best_epoch}); checkpoints/best holds it",
+                file=sys.stderr,
+            )
+        return True
+
     def track_best(self, stage: Stage, metrics: dict, progress: Progress) -> bool:
         if student_mode(stage, self.config) == "none":
             return False
@@ -439,10 +466,11 @@ class Trainer:
         record.update(extra)
         record.update(metrics)
         record["elapsed_s"] = round(sum(progress.stage_seconds.values()), 3)
-        path = self.run_dir / METRICS_FILE
-        lines = path.read_text().splitlines() if path.exists() else []
-        lines.append(json.dumps(record))
-        atomic_write_text(path, "\n".join(lines) + "\n")
+        append_record(self.run_dir, record)
+        if self.config.tensorboard:
+            if self.tensorboard is None:  # a resumed run drops the events after its checkpoint
+                self.tensorboard = TensorBoardLog(self.run_dir, purge_step=progress.global_step)
+            self.tensorboard.add(record)
         if record["epoch"] > 0:
             print(format_record(record, self.metric, self.stage_epochs(stage)), file=sys.stderr)
 

@@ -21,7 +21,7 @@ from sladkit._atomic import atomic_write_text, remove_stale_temporaries
 from sladkit._outdir import locked
 from sladkit.config import TrainConfig, write_json
 from sladkit.data import create_datasets, transform_config
-from sladkit.errors import ConfigError
+from sladkit.errors import ConfigError, require
 from sladkit.models.backbones import check_hub_weights, preprocess_config, uses_pretrained_weights
 from sladkit.models.pair import create_pair
 from sladkit.models.peft_format import save_peft_adapter
@@ -227,6 +227,8 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
 def _check_inputs(config: TrainConfig, method: Method, out: Path):
     """Options, the output folder, data and models: (data, transforms, pair, teacher_saved) or an error."""
     check_out_dir(out, config)
+    if config.tensorboard:
+        require("tensorboard", "tensorboard")
     for role in ("teacher", "student"):  # before the data, which may take minutes to render or scan
         if config.pretrained and getattr(config, f"{role}_weights") is None:
             check_hub_weights(getattr(config, role), role)

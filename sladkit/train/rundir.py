@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -74,11 +73,8 @@ def clear_for_overwrite(out: Path) -> None:
 
 
 def trim_metrics(out: Path, step: int) -> None:
-    """Drop metric records written after the checkpoint a resumed run restarts from."""
-    path = out / METRICS_FILE
-    if not path.exists():
-        return
-    from sladkit._atomic import atomic_write_text
+    """Drop metric records written after the checkpoint a resumed run restarts from (jsonl and csv)."""
+    from sladkit.train.logs import read_records, write_records
 
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
+    if (out / METRICS_FILE).exists():
+        write_records(out, [r for r in read_records(out) if r["step"] <= step])
