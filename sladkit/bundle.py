@@ -10,11 +10,10 @@ This module needs neither torch nor onnx.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from sladkit.engine_stamp import STAMP, is_engine
+from sladkit.engine_stamp import STAMP, is_engine, sha256_file
 from sladkit.errors import SladkitError
 
 MANIFEST = "manifest.json"
@@ -26,17 +25,9 @@ class BundleError(SladkitError):
     """A bundle is missing, tampered with, or of an unknown schema."""
 
 
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def describe_artifact(folder: Path, name: str, **fields) -> dict:
     path = folder / name
-    return {"file": name, "bytes": path.stat().st_size, "sha256": sha256(path), **fields}
+    return {"file": name, "bytes": path.stat().st_size, "sha256": sha256_file(path), **fields}
 
 
 def is_bundle(path: Path) -> bool:
@@ -94,7 +85,7 @@ def verify_bundle(bundle: str | Path) -> dict:
         path = bundle / artifact["file"]
         if not path.is_file():
             raise BundleError(f"{path} is listed in the manifest but missing; export the bundle again")
-        if path.stat().st_size != artifact["bytes"] or sha256(path) != artifact["sha256"]:
+        if path.stat().st_size != artifact["bytes"] or sha256_file(path) != artifact["sha256"]:
             raise BundleError(
                 f"{path} does not match its SHA-256 in the manifest (modified or corrupt); export again"
             )
