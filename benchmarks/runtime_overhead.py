@@ -87,7 +87,7 @@ def main() -> None:
             for _ in range(args.iterations):
                 session.run(None, {"images": batch})
             bare.append((time.perf_counter() - start) * 1e3 / args.iterations)
-            samples, _ = time_backend(model, batch, config)
+            samples = time_backend(model, batch, config).samples_ms
             profiled.append(statistics.mean(samples))
             t0 = time.perf_counter()
             for _ in range(10):

@@ -213,7 +213,9 @@ def _batch_list(ctx, param, value: str) -> tuple[int, ...]:
 @config_options(ProfileConfig, exclude=("batches",))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
 @click.option(
-    "--plot", type=click.Path(dir_okay=False), help="Write a PNG of latency distributions and accuracy."
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Write a PNG: per-image latency boxes (whiskers min-p99) and accuracy with its 95 % interval.",
 )
 @click.option("--list-backends", is_flag=True, help="Show which backends are usable here and why not.")
 def profile(artifacts, json_path, plot, list_backends, **options):
@@ -240,36 +242,61 @@ def profile(artifacts, json_path, plot, list_backends, **options):
 @click.option("--model", "model_file", help="Which model of a bundle (default model.onnx).")
 @click.option("--backend", help="Backend to use.")
 @config_options(EvalConfig)
-def eval_command(artifact, data, model_file, backend, **options):
-    """Accuracy (classification) or mIoU (segmentation) of an artifact on a labelled dataset."""
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Write the report as JSON (metric, per-class numbers, confusion matrix, split, images).",
+)
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as a PNG.")
+def eval_command(artifact, data, model_file, backend, json_path, plot, **options):
+    """Accuracy (classification) or mIoU (segmentation) of an artifact on a labelled dataset.
+
+    Prints the metric with the split and image count (classification: its 95 % Wilson interval, and top-5
+    accuracy with more than 5 classes), per-class accuracy or IoU, and the confusion matrix.
+    """
     import sladkit.runtime
-    from sladkit.runtime.evaluate import evaluate
+    from sladkit.runtime.eval_report import format_eval, write_confusion_plot, write_eval_json
+    from sladkit.runtime.evaluate import evaluate_report
 
     config = EvalConfig(**options)
     with sladkit.runtime.load(artifact, backend=backend, model=model_file) as model:
-        result = evaluate(model, data, batch=config.batch, limit=config.limit)
-    click.echo(
-        f"{model.artifact.name}: {result['metric']} {result['value']:.2f} % on {result['images']} images"
-    )
+        report = evaluate_report(model, data, batch=config.batch, limit=config.limit)
+    name = model.artifact.name
+    click.echo(format_eval(name, report))
+    if json_path:
+        described = {"name": name, "backend": model.backend.name, "precision": model.artifact.precision}
+        write_eval_json(report, json_path, artifact=described)
+    if plot:
+        write_confusion_plot(name, report, plot)
 
 
 @cli.command()
 @click.argument("artifact", type=click.Path())
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("images", nargs=-1, required=True)
 @config_options(PredictConfig)
 @click.option("--model", "model_file", help="Which model of a bundle (default model.onnx).")
 @click.option("--backend", help="Backend to use.")
 @click.option(
-    "--out", type=click.Path(file_okay=False), help="Segmentation: write mask PNGs and overlays here."
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Write <stem>.overlay.png per image (the prediction on the original image, with a legend) and, "
+    "for segmentation, <stem>.mask.png (class indices in the model's crop) here.",
 )
 def predict(artifact, images, model_file, backend, out, **options):
-    """Predict images: JSON lines (classification), or mask PNGs and overlays (segmentation, --out)."""
+    """Predict IMAGES (files, folders, or quoted glob patterns such as 'photos/**/*.jpg'): one JSON line each.
+
+    A folder stands for the images directly in it. Each line: {"image", "task": "cls", "top": [{"index",
+    "label", "score"}]} or {"image", "task": "seg", "mask": {"height", "width", ...}, "classes": [{"index",
+    "label", "pixels"}]}.
+    """
     import sladkit.runtime
-    from sladkit.runtime.predict import predict_images
+    from sladkit.runtime.predict import expand_images, predict_images
 
     config = PredictConfig(**options)
+    paths = expand_images(list(images))
     with sladkit.runtime.load(artifact, backend=backend, model=model_file) as model:
-        lines = predict_images(model, list(images), top_k=config.top_k, batch=config.batch, out=out)
+        lines = predict_images(model, paths, top_k=config.top_k, batch=config.batch, out=out)
         for line in lines:
             click.echo(line)
 

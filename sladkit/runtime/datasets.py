@@ -40,6 +40,14 @@ def labelled_images(
     yield from pairs
 
 
+def split_name(data: str) -> str:
+    """Which images `labelled_images(data, ...)` reads: the folder (DIR/val or DIR), or the synthetic split."""
+    if data == "synthetic":
+        return "synthetic validation scenes of the run"
+    root = Path(data)
+    return str(root / "val" if (root / "val").is_dir() else root)
+
+
 def _classification(split: Path, artifact: Artifact) -> list[tuple[Path, int]]:
     index = {label: i for i, label in enumerate(artifact.labels)}
     pairs = []

@@ -12,9 +12,10 @@ from sladkit.runtime.backends import BACKENDS, list_backends
 from sladkit.runtime.profiler import (
     example_batch,
     format_table,
+    machine_info,
+    package_versions,
     profile_model,
     write_json,
-    write_plot,
 )
 
 
@@ -65,31 +66,42 @@ def format_layers(artifact: str, batch: int, layers: list[dict], top: int = 12) 
 def run_profile(
     paths: list[str], config: ProfileConfig, *, json_path: str | None = None, plot: str | None = None
 ) -> str:
-    """Profile every artifact in `paths` (a bundle stands for each of its models); the report's text."""
+    """Profile every artifact in `paths` (a bundle stands for each of its models); the report's text.
+
+    Each artifact's host memory is measured from just before its load to the end of its timed runs;
+    accuracy (`config.data`) and per-layer times come after, outside that window.
+    """
     from sladkit.runtime.backends import create_backend
+    from sladkit.runtime.datasets import labelled_images
     from sladkit.runtime.evaluate import evaluate
+    from sladkit.runtime.host_memory import HostMemoryWindow
     from sladkit.runtime.model import RuntimeModel
 
-    rows, samples, layer_reports = [], {}, []
+    machine = machine_info()  # before anything runs: the load average is the machine's, not ours
+    rows, samples, layer_reports = [], [], []
     first_batch = config.batches[0]
     for path, model_file in expand(paths):
         artifact = resolve(path, model=model_file)
         backend = create_backend(artifact, config.backend, threads=config.threads)
-        model = RuntimeModel(artifact, backend.load())
-        try:
-            accuracy = evaluate(model, config.data, limit=config.eval_images) if config.data else None
-            measured = profile_model(model, config, accuracy=accuracy)
+        if config.data:  # a bad --data fails now, not after the timed runs
+            next(iter(labelled_images(config.data, artifact, limit=1)))
+        with HostMemoryWindow() as memory, RuntimeModel(artifact, backend.load()) as model:
+            measured = profile_model(model, config, memory=memory)
+            if config.data:
+                accuracy = evaluate(model, config.data, limit=config.eval_images)
+                for row in measured:
+                    row.accuracy = accuracy
             if config.layers:
                 per_layer = model.backend.layer_profile(example_batch(model, first_batch))
                 measured[0].extra["layers"] = per_layer
                 layer_reports.append(format_layers(artifact.name, first_batch, per_layer))
-        finally:
-            model.close()
-        for row in measured:
-            samples[f"{row.artifact} b{row.batch}"] = row.extra.pop("samples_ms", [])
+        samples += [row.extra.pop("samples_ms", []) for row in measured]
         rows += measured
+    versions = package_versions()
     if json_path:
-        write_json(rows, json_path, config)
+        write_json(rows, json_path, config, machine=machine, versions=versions)
     if plot:
-        write_plot(rows, samples, plot)
+        from sladkit.runtime.profile_plot import write_plot
+
+        write_plot(rows, samples, plot, machine=machine, versions=versions)
     return "\n\n".join([format_table(rows), *layer_reports])

@@ -4,13 +4,20 @@ Conventions of trtexec: warm-up first, then timed iterations (or a duration), pe
 GPU compute time apart from end-to-end latency where the backend reports it. Timing wraps only
 `backend.infer` on a preprocessed batch, so the profiler adds one `perf_counter` pair per iteration
 (its overhead against a bare loop is measured by `benchmarks/runtime_overhead.py`).
+
+- latency: end to end per batch (`backend.infer`: the input copied in, the model run, the output copied back);
+  per image is that divided by the batch size.
+- throughput: images / wall time of the whole timed loop (trtexec's "Throughput"), measured, not derived
+  from a percentile; with one call at a time it is about batch / mean latency.
+- GPU compute: the backend's own timing of the model alone (TensorRT through Polygraphy), where it has one.
+- host memory: what the artifact's session adds (`sladkit.runtime.host_memory`), not the process's peak.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
-import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sladkit.config import ProfileConfig
+from sladkit.runtime.host_memory import HostMemoryWindow
 from sladkit.runtime.model import RuntimeModel
 
 
@@ -33,14 +41,21 @@ class Measurement:
     batch: int
     warmup: int
     iterations: int
-    latency_ms: dict[str, float]  # min, mean, p50, p90, p95, p99, max
-    throughput: float  # images/s
-    peak_host_mb: float
-    gpu_compute_ms: dict[str, float] | None = None
+    latency_ms: dict[str, float]  # per batch, end to end: min, mean, p50, p90, p95, p99, max
+    throughput: float  # images / wall time of the timed loop (trtexec's "Throughput"), images/s
+    wall_s: float  # wall time of the timed loop
+    host_mb: float  # RSS this artifact's session adds: peak during load and runs up to this row, minus before
+    host_memory: dict = field(default_factory=dict)  # baseline_mb, added_mb, load_mb, method
+    gpu_compute_ms: dict[str, float] | None = None  # per batch, the backend's own timing, where it has one
     peak_gpu_mb: float | None = None
     power: dict | None = None
     accuracy: dict | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def latency_per_image_ms(self) -> dict[str, float]:
+        """`latency_ms` divided by the batch size."""
+        return {k: v / self.batch for k, v in self.latency_ms.items()}
 
 
 def latency_stats(samples_ms: list[float]) -> dict[str, float]:
@@ -52,33 +67,36 @@ def latency_stats(samples_ms: list[float]) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in stats.items()}
 
 
-def peak_host_mb() -> float:
-    """Peak resident memory of this process (ru_maxrss; kB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+@dataclass
+class Timing:
+    """The timed loop of one batch size."""
+
+    samples_ms: list[float]  # end to end, per batch
+    gpu_ms: list[float]  # the backend's GPU compute time per batch, where it reports one
+    wall_s: float  # from the first timed call's start to the last one's end
 
 
 def time_backend(
-    model: RuntimeModel, batch: np.ndarray, config: ProfileConfig
-) -> tuple[list[float], list[float]]:
-    """End-to-end and (where reported) GPU compute latencies in ms, after warm-up."""
+    model: RuntimeModel, batch: np.ndarray, config: ProfileConfig, *, clock=time.perf_counter
+) -> Timing:
+    """Warm-up, then `config.iterations` timed calls (or `config.duration` seconds of them)."""
     backend = model.backend
     gpu_timer = getattr(backend, "gpu_compute_ms", None)
     for _ in range(config.warmup):
         backend.infer(batch)
     samples, gpu = [], []
-    deadline = time.perf_counter() + config.duration if config.duration else None
-    count = 0
-    while (deadline is None and count < config.iterations) or (
-        deadline is not None and time.perf_counter() < deadline
+    first = end = clock()
+    deadline = first + config.duration if config.duration else None
+    while (deadline is None and len(samples) < config.iterations) or (
+        deadline is not None and end < deadline
     ):
-        start = time.perf_counter()
+        start = clock()
         backend.infer(batch)
-        samples.append((time.perf_counter() - start) * 1e3)
+        end = clock()
+        samples.append((end - start) * 1e3)
         if gpu_timer is not None and (g := gpu_timer()) is not None:
             gpu.append(g)
-        count += 1
-    return samples, gpu
+    return Timing(samples, gpu, end - first)
 
 
 def example_batch(model: RuntimeModel, size: int, seed: int = 0) -> np.ndarray:
@@ -90,47 +108,84 @@ def example_batch(model: RuntimeModel, size: int, seed: int = 0) -> np.ndarray:
 
 
 def profile_model(
-    model: RuntimeModel, config: ProfileConfig, *, accuracy: dict | None = None
+    model: RuntimeModel,
+    config: ProfileConfig,
+    *,
+    accuracy: dict | None = None,
+    memory: HostMemoryWindow | None = None,
+    clock=time.perf_counter,
 ) -> list[Measurement]:
+    """One row per batch size of `config`.
+
+    Args:
+        memory: the window opened before `model` was loaded (`host_mb`); without one, a window opened here
+            (then `host_mb` leaves out the load).
+        clock: seconds, monotonic (tests pass a fake one).
+    """
     from sladkit.runtime.power import PowerMonitor
 
+    own_window = memory is None
+    if own_window:
+        memory = HostMemoryWindow().__enter__()
+    load_mb = memory.added_mb()
     rows = []
-    for size in config.batches:
-        batch = example_batch(model, size)
-        with PowerMonitor() as power:
-            samples, gpu = time_backend(model, batch, config)
-        stats = latency_stats(samples)
-        power_summary = power.summary()
-        energy = (
-            power.energy_mj_per_image(size * len(samples), sum(samples) / 1e3)
-            if power_summary.get("available")
-            else None
-        )
-        if power_summary.get("available"):
-            power_summary["mj_per_image"] = energy
-        rows.append(
-            Measurement(
-                artifact=model.artifact.name,
-                backend=model.backend.name,
-                precision=model.artifact.precision,
-                device=model.backend.device,
-                batch=size,
-                warmup=config.warmup,
-                iterations=len(samples),
-                latency_ms=stats,
-                throughput=round(size * 1e3 / stats["p50"], 2),
-                peak_host_mb=peak_host_mb(),
-                gpu_compute_ms=latency_stats(gpu) if gpu else None,
-                power=power_summary,
-                accuracy=accuracy,
-                extra={"samples_ms": samples},
+    try:
+        for size in config.batches:
+            batch = example_batch(model, size)
+            with PowerMonitor() as power:
+                timing = time_backend(model, batch, config, clock=clock)
+            samples = timing.samples_ms
+            power_summary = power.summary()
+            if power_summary.get("available"):
+                power_summary["mj_per_image"] = power.energy_mj_per_image(size * len(samples), timing.wall_s)
+            host = {**memory.summary(), "load_mb": load_mb if not own_window else None}
+            rows.append(
+                Measurement(
+                    artifact=model.artifact.name,
+                    backend=model.backend.name,
+                    precision=model.artifact.precision,
+                    device=model.backend.device,
+                    batch=size,
+                    warmup=config.warmup,
+                    iterations=len(samples),
+                    latency_ms=latency_stats(samples),
+                    throughput=round(size * len(samples) / timing.wall_s, 2) if timing.wall_s > 0 else 0.0,
+                    wall_s=round(timing.wall_s, 6),
+                    host_mb=host["added_mb"],
+                    host_memory=host,
+                    gpu_compute_ms=latency_stats(timing.gpu_ms) if timing.gpu_ms else None,
+                    power=power_summary,
+                    accuracy=accuracy,
+                    extra={"samples_ms": samples},
+                )
             )
-        )
+    finally:
+        if own_window:
+            memory.__exit__(None, None, None)
     return rows
 
 
+TABLE_NOTES = (
+    "latency: end to end per batch (ms/img: p50 / batch); gpu p50: the backend's own compute time "
+    "(n/a: not reported)",
+    "img/s: images / wall time of the timed loop; host MB: RSS the artifact's session adds (peak during its "
+    "load and run minus RSS before loading)",
+)
+
+
+def format_accuracy(accuracy: dict | None) -> str:
+    """`acc 81.25 (74.10-86.90)` with its 95 % Wilson interval where there is one; `-` without accuracy."""
+    if not accuracy:
+        return "-"
+    text = f"{accuracy['metric']} {accuracy['value']:.2f}"
+    if accuracy.get("ci95"):
+        low, high = accuracy["ci95"]
+        text += f" ({low:.2f}-{high:.2f})"
+    return text
+
+
 def format_table(rows: list[Measurement]) -> str:
-    """One table, ratios against the first artifact at the same batch size."""
+    """One table, ratios against the first artifact at the same batch size, then what the columns measure."""
     base = {}
     for r in rows:
         base.setdefault(r.batch, r)
@@ -143,6 +198,8 @@ def format_table(rows: list[Measurement]) -> str:
         "p90 ms",
         "p99 ms",
         "mean ms",
+        "ms/img",
+        "gpu p50",
         "img/s",
         "speed-up",
         "host MB",
@@ -163,21 +220,43 @@ def format_table(rows: list[Measurement]) -> str:
                 f"{r.latency_ms['p90']:.3f}",
                 f"{r.latency_ms['p99']:.3f}",
                 f"{r.latency_ms['mean']:.3f}",
+                f"{r.latency_per_image_ms['p50']:.3f}",
+                f"{r.gpu_compute_ms['p50']:.3f}" if r.gpu_compute_ms else "n/a",
                 f"{r.throughput:.1f}",
                 f"{b.latency_ms['p50'] / r.latency_ms['p50']:.2f}x",
-                f"{r.peak_host_mb:.0f}",
+                f"{r.host_mb:.1f}",
                 f"{total['average_mw']:.0f}" if total else "n/a",
-                f"{r.accuracy['metric']}={r.accuracy['value']:.2f}" if r.accuracy else "-",
+                format_accuracy(r.accuracy),
             )
         )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return "\n".join([*out, *TABLE_NOTES])
+
+
+def package_versions() -> dict[str, str]:
+    """sladkit, Python, numpy and each inference library this process has imported (none imported here)."""
+    from importlib import metadata
+
+    from sladkit import __version__
+
+    versions = {"sladkit": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for module in ("onnxruntime", "tensorrt", "polygraphy", "torch"):
+        if module in sys.modules:
+            version = getattr(sys.modules[module], "__version__", None)
+            if version is None:
+                try:
+                    version = metadata.version(module)
+                except metadata.PackageNotFoundError:
+                    version = "unknown"
+            versions[module] = str(version)
+    return versions
 
 
 def machine_info() -> dict:
-    from sladkit.runtime.device import device_state
+    """The machine and its load when profiling starts (the load average counts other processes too)."""
+    from sladkit.runtime.device import device_state, gpu_info
 
     cpu = platform.processor()
     try:
@@ -187,48 +266,36 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    import os
-
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not on every platform
+        load = None
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "load_average": load,  # 1, 5, 15 minutes
+        "gpu": gpu_info()["name"],
         "platform": platform.platform(),
         "python": platform.python_version(),
         "jetson": device_state(),
     }
 
 
-def write_json(rows: list[Measurement], path: str | Path, config: ProfileConfig) -> None:
+def write_json(
+    rows: list[Measurement],
+    path: str | Path,
+    config: ProfileConfig,
+    *,
+    machine: dict | None = None,
+    versions: dict | None = None,
+) -> None:
+    """The profile report (`docs/design.md`): machine, versions, config and one object per row."""
     from sladkit._atomic import atomic_write_text
 
-    report = {"machine": machine_info(), "config": asdict(config), "results": [asdict(r) for r in rows]}
+    report = {
+        "machine": machine or machine_info(),
+        "versions": versions or package_versions(),
+        "config": asdict(config),
+        "results": [asdict(r) for r in rows],
+    }
     atomic_write_text(path, json.dumps(report, indent=2, default=str) + "\n")
-
-
-def write_plot(rows: list[Measurement], samples: dict[str, list[float]], path: str | Path) -> None:
-    """Latency distributions (box plots) and accuracy against p50 latency."""
-    from sladkit.errors import require
-
-    matplotlib = require("matplotlib", "runtime")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = list(samples)
-    axes[0].boxplot([samples[n] for n in names], showfliers=False)
-    axes[0].set_xticks(range(1, len(names) + 1), names, rotation=20, ha="right", fontsize=8)
-    axes[0].set_ylabel("latency (ms)")
-    axes[0].set_yscale("log")
-    axes[0].set_title("latency distribution")
-    first_batch = rows[0].batch if rows else None
-    for r in rows:
-        if r.accuracy and r.batch == first_batch:
-            axes[1].scatter(r.latency_ms["p50"], r.accuracy["value"])
-            axes[1].annotate(r.artifact, (r.latency_ms["p50"], r.accuracy["value"]), fontsize=7)
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel(f"p50 latency at batch {first_batch} (ms)")
-    axes[1].set_ylabel("accuracy / mIoU (%)")
-    axes[1].set_title("accuracy against latency")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -38,15 +38,21 @@ def test_profile_table_json_and_plot(cpu_bundle, run_dir, val_folder, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].split()[:4] == ["artifact", "backend", "prec", "batch"]
-    assert len(lines) == 2 + 3 * 2  # header, rule, (run + two bundle models) x two batch sizes
+    assert len(lines) == 2 + 3 * 2 + 2  # header, rule, (run + two bundle models) x two batch sizes, notes
     assert "1.00x" in lines[2] and "n/a" in lines[2]  # ratios against the first artifact; no power here
+    assert lines[-1].startswith("img/s: images / wall time of the timed loop; host MB:")
     data = json.loads(report.read_text())
     rows = data["results"]
     assert {r["backend"] for r in rows} == {"torch", "onnxruntime"}
     assert {"min", "mean", "p50", "p90", "p95", "p99", "max"} == set(rows[0]["latency_ms"])
     assert all(r["iterations"] == 5 and r["warmup"] == 2 and r["throughput"] > 0 for r in rows)
+    for r in rows:  # measured: images over the timed loop's wall time, which holds the five calls
+        assert r["throughput"] == pytest.approx(r["batch"] * 5 / r["wall_s"], rel=1e-3)
+        assert r["throughput"] <= r["batch"] * 1e3 / r["latency_ms"]["mean"] * 1.001
+    assert all(r["host_mb"] == r["host_memory"]["added_mb"] >= 0 and r["host_memory"]["method"] for r in rows)
+    assert data["versions"]["onnxruntime"] and isinstance(data["machine"]["load_average"], list)
     assert rows[0]["power"]["available"] is False and "tegrastats" in rows[0]["power"]["reason"]
-    assert rows[0]["accuracy"]["images"] == 6
+    assert rows[0]["accuracy"]["images"] == 6 and len(rows[0]["accuracy"]["ci95"]) == 2
     assert data["machine"]["jetson"]["jetson"] is False
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -105,7 +111,8 @@ def test_segmentation_predict_writes_masks_and_overlays(tmp_path):
     assert mask.max() < 6 and [c["label"] for c in record["classes"]] == labels
     counts = np.bincount(mask.ravel(), minlength=len(labels))
     assert [c["pixels"] for c in record["classes"]] == counts.tolist()
-    assert Image.open(record["overlay"]).size == (32, 32)
+    overlay = Image.open(record["overlay"])  # on the original 40 x 50 image (enlarged x7), with a legend
+    assert overlay.size[0] > 40 * 7 and overlay.size[1] == 50 * 7
     result = invoke("eval", tmp_path / "b", "--data", "synthetic", "--limit", "16")
     assert "miou" in result.output
 
