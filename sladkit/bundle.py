@@ -17,6 +17,7 @@ from sladkit.engine_stamp import STAMP, is_engine, sha256_file
 from sladkit.errors import SladkitError
 
 MANIFEST = "manifest.json"
+LABELS_FILE = "labels.txt"
 SCHEMA = "sladkit-bundle"
 SCHEMA_VERSION = 1
 
@@ -89,7 +90,51 @@ def verify_bundle(bundle: str | Path) -> dict:
             raise BundleError(
                 f"{path} does not match its SHA-256 in the manifest (modified or corrupt); export again"
             )
+    labels_file = bundle / LABELS_FILE
+    if labels_file.is_file() and labels_file.read_text(encoding="utf-8").splitlines() != manifest["labels"]:
+        raise BundleError(
+            f"{labels_file} and {bundle / MANIFEST} list different labels (edited by hand?); export the bundle again"
+        )
     return manifest
+
+
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(float16)": "float16"}
+
+
+def check_model_io(manifest: dict, model: str | Path, *, labels, inputs, outputs) -> None:
+    """The model a runtime loaded is the one the manifest describes: its labels (ONNX metadata), its input's
+    name, dtype and shape, and its output's class count. Refuses a mismatch in one line.
+
+    Args:
+        manifest: the bundle's manifest.
+        model: the model file, for messages.
+        labels: the labels in the model's own metadata (None when it has none).
+        inputs, outputs: [(name, dtype, shape)] as the runtime reports them (dtype as numpy names it; a
+            dimension that is not a number, e.g. the batch, may be any string or None).
+    """
+    expected = manifest["labels"]
+
+    def refuse(what: str) -> BundleError:
+        return BundleError(f"{model} does not fit its bundle's {MANIFEST}: {what}; export the bundle again")
+
+    if labels is not None and list(labels) != expected:
+        raise refuse(f"its metadata lists the labels {_short(labels)}, the manifest {_short(expected)}")
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise refuse(f"it has {len(inputs)} inputs and {len(outputs)} outputs, expected 1 and 1")
+    name, dtype, shape = inputs[0]
+    spec = manifest["input"]
+    if name != spec["name"] or dtype != spec["dtype"]:
+        raise refuse(f"its input is {name!r} {dtype}, the manifest says {spec['name']!r} {spec['dtype']}")
+    if [d for d in shape[1:]] != list(spec["shape"][1:]):
+        raise refuse(f"its input shape is {list(shape)}, the manifest says {spec['shape']}")
+    classes = outputs[0][2][1] if len(outputs[0][2]) > 1 else None
+    if isinstance(classes, int) and classes != len(expected):
+        raise refuse(f"it outputs {classes} classes, the manifest lists {len(expected)} labels")
+
+
+def _short(labels) -> str:
+    labels = list(labels)
+    return f"[{', '.join(map(repr, labels[:3]))}{', ...' if len(labels) > 3 else ''}] ({len(labels)})"
 
 
 def summary(manifest: dict) -> str:

@@ -41,6 +41,23 @@ class OnnxRuntimeBackend(Backend):
                 f"ONNX Runtime cannot load {self.artifact.model_file}: {str(e).splitlines()[0]}"
             ) from None
         self.device = self.session.get_providers()[0].removesuffix("ExecutionProvider").lower()
+        if self.artifact.kind == "bundle":
+            self.check_against_manifest()
+
+    def check_against_manifest(self) -> None:
+        import json
+
+        from sladkit.bundle import ORT_DTYPES, check_model_io
+
+        meta = self.session.get_modelmeta().custom_metadata_map
+        ports = [
+            [(p.name, ORT_DTYPES.get(p.type, p.type), list(p.shape)) for p in group]
+            for group in (self.session.get_inputs(), self.session.get_outputs())
+        ]
+        labels = json.loads(meta["labels"]) if "labels" in meta else None
+        check_model_io(
+            self.artifact.manifest, self.artifact.model_file, labels=labels, inputs=ports[0], outputs=ports[1]
+        )
 
     def layer_profile(self, batch: np.ndarray, iterations: int = 20) -> list[dict]:
         """ONNX Runtime's own node profiler, on a separate session so the timed one is untouched."""
