@@ -9,6 +9,7 @@ camera frames (already resized to the model's size) directly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -28,23 +29,96 @@ class ExportError(SladkitError):
     """An export step failed its check."""
 
 
-def export_onnx(model: torch.nn.Module, path: str | Path, *, image_size: int, opset: int) -> None:
-    """Export `model` to ONNX with a dynamic batch dimension (TorchScript exporter)."""
+def export_onnx(
+    model: torch.nn.Module, path: str | Path, *, image_size: int, opset: int, exporter: str = "torchscript"
+) -> None:
+    """Export `model` to ONNX with a dynamic batch dimension, weights named after their parameters.
+
+    Args:
+        exporter: "torchscript" (what `sladkit export` uses) or "dynamo" (`torch.export`; opset >= 18).
+    """
     model = model.eval()
     example = torch.zeros(2, 3, image_size, image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            input_names=[INPUT],
-            output_names=[OUTPUT],
-            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        if exporter == "dynamo":
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+            )
+        elif exporter == "torchscript":
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        else:
+            raise ValueError(f"exporter must be 'torchscript' or 'dynamo', not {exporter!r}")
+    name_weights(path, model)
+
+
+#: Ops whose input 1 is a weight (the ones INT8 quantizes).
+WEIGHT_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
+
+
+def _value_key(array: np.ndarray) -> tuple:
+    return array.dtype.str, array.shape, hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def name_weights(path: str | Path, model: torch.nn.Module) -> dict[str, str]:
+    """Rename the anonymous weight initializers of an exported graph after the parameters they hold.
+
+    Both exporters fold `nn.Linear`'s transpose into a new constant (`onnx::MatMul_633` from TorchScript,
+    `val_13` from dynamo), and onnxsim then renames the nodes (`Gemm_5`), so nothing in a simplified graph
+    says which layer a MatMul is. The values still equal the parameter (or its transpose) bit for bit: each
+    weight input of a MatMul/Gemm/Conv is renamed to the unique parameter with that value
+    (`backbone.blocks.0.attn.qkv.weight.T` for a transposed copy). Initializer names survive simplification
+    and quantization (`..._quantized`), which is what `sladkit.onnx_blocks` maps nodes to blocks through.
+
+    Returns:
+        old name -> new name, for the initializers renamed.
+    """
+    candidates: dict[tuple, list[str]] = {}
+    for name, tensor in model.state_dict().items():
+        array = tensor.detach().cpu().numpy()
+        candidates.setdefault(_value_key(array), []).append(name)
+        if array.ndim == 2:
+            candidates.setdefault(_value_key(array.T), []).append(name + ".T")
+    onnx_model = onnx.load(str(path))
+    graph = onnx_model.graph
+    weight_inputs = {n.input[1] for n in graph.node if n.op_type in WEIGHT_OPS and len(n.input) > 1}
+    taken = {i.name for i in graph.initializer}
+    renames: dict[str, str] = {}
+    for init in graph.initializer:
+        if init.name not in weight_inputs or init.name in model.state_dict():
+            continue
+        names = candidates.get(_value_key(numpy_helper.to_array(init)), [])
+        if len(names) == 1 and names[0] not in taken:  # equal-valued parameters: leave it anonymous
+            renames[init.name] = names[0]
+            taken.add(names[0])
+    if not renames:
+        return renames
+    for init in graph.initializer:
+        init.name = renames.get(init.name, init.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+    for value in [*graph.input, *graph.value_info]:
+        value.name = renames.get(value.name, value.name)
+    onnx.save(onnx_model, str(path))
+    return renames
 
 
 def check_onnx(path: str | Path) -> None:

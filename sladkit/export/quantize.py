@@ -14,7 +14,6 @@ CPU (ONNX Runtime on x86/ARM): symmetric S8S8 Q/DQ runs slower than FP32 there; 
 
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,9 @@ import onnx
 from sladkit.export.calibrate import calibrate_int8, save_ort_ranges
 from sladkit.export.onnx import onnxruntime_session, run_onnx
 from sladkit.metrics import task_metric
+from sladkit.onnx_blocks import OTHER, block_order, node_blocks
 
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
-_BLOCK = re.compile(r"blocks\.(\d+)/")
 
 
 def _ort_method(name: str):
@@ -86,12 +85,6 @@ def quantizable_nodes(model_path: str | Path) -> list[str]:
         for n in onnx.load(str(model_path), load_external_data=False).graph.node
         if n.op_type in QUANTIZED_OPS
     ]
-
-
-def block_of(node_name: str) -> str:
-    """The ViT block a node belongs to (`blocks.3`), or `stem/head` for the rest."""
-    match = _BLOCK.search(node_name)
-    return f"blocks.{match.group(1)}" if match else "stem/head"
 
 
 def quantize_qdq(
@@ -207,11 +200,10 @@ def quantize_with_gate(
         return result
 
     nodes = quantizable_nodes(model_path)
-    blocks = sorted(
-        {block_of(n) for n in nodes},
-        key=lambda b: (b == "stem/head", int(b.split(".")[-1]) if b[0] == "b" else 0),
-    )
-    sensitivity = block_sensitivity(model_path, calibration, images, nodes, blocks)
+    where = node_blocks(model_path)  # through the weights' names, so onnxsim's node names do not matter
+    block_of = {n: where[n].block if n in where else OTHER for n in nodes}
+    blocks = sorted(set(block_of.values()), key=block_order)
+    sensitivity = block_sensitivity(model_path, calibration, images, block_of)
     ranked = sorted(blocks, key=lambda b: -sensitivity[b])
     log(
         f"int8 over budget ({max_drop} points): sensitivity "
@@ -220,7 +212,7 @@ def quantize_with_gate(
     for k in range(1, len(ranked) + 1):
         kept = ranked[:k]
         quantize_qdq(
-            model_path, out_path, calibration, exclude_nodes=[n for n in nodes if block_of(n) in kept]
+            model_path, out_path, calibration, exclude_nodes=[n for n in nodes if block_of[n] in kept]
         )
         result = compare(fp32_pred, predictions(out_path, images), target, num_classes, kept, max_drop)
         result.sensitivity = sensitivity
@@ -230,15 +222,19 @@ def quantize_with_gate(
     return result
 
 
-def block_sensitivity(model_path, calibration, images, nodes, blocks) -> dict[str, float]:
-    """Mean squared output error against FP32 with one block at a time quantized."""
+def block_sensitivity(model_path, calibration, images, block_of: dict[str, str]) -> dict[str, float]:
+    """Mean squared output error against FP32 with one block at a time quantized.
+
+    Args:
+        block_of: quantizable node name -> its block (`sladkit.onnx_blocks.node_blocks`).
+    """
     reference = run_onnx(onnxruntime_session(model_path), images)
     scores = {}
     with tempfile.TemporaryDirectory(prefix="sladkit-sens-") as tmp:
         path = Path(tmp) / "one_block.onnx"
-        for block in blocks:
+        for block in sorted(set(block_of.values()), key=block_order):
             quantize_qdq(
-                model_path, path, calibration, include_nodes=[n for n in nodes if block_of(n) == block]
+                model_path, path, calibration, include_nodes=[n for n, b in block_of.items() if b == block]
             )
             scores[block] = float(np.mean((run_onnx(onnxruntime_session(path), images) - reference) ** 2))
     return scores
