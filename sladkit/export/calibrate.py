@@ -11,6 +11,13 @@ Methods (`--calib-method`):
 - `minmax`: the largest |x| seen.
 - `percentile`: the 99.999th percentile of |x|.
 
+Whatever the method, outputs whose range is known a priori (`BOUNDED_OUTPUTS`: Softmax in [0, 1], Sigmoid,
+Tanh, Erf) get their observed |max|, capped at that bound. Entropy or percentile clipping is wrong for them:
+with diffuse attention (many probabilities near 1/N, a few large ones) entropy clips the Softmax output to
+a fraction of its max and saturates exactly the attention weights that matter; a fixed 1/127 scale (ModelOpt)
+rounds the small ones to 0. Both broke a ViT-S/14 here (41 % and 27 % top-1 agreement against 94 % with the
+max; `docs/deploy-facts.md`).
+
 Activations are collected with ONNX Runtime by exposing every float tensor as a graph output, in two passes
 over the images (|max| first, then histograms over [0, |max|]).
 """
@@ -28,6 +35,8 @@ CALIB_METHODS = ("entropy", "minmax", "percentile")
 BINS = 2048
 QUANT_LEVELS = 128
 PERCENTILE = 99.999
+#: op -> bound of |output|: these outputs are calibrated with their max, whatever `--calib-method` says.
+BOUNDED_OUTPUTS = {"Softmax": 1.0, "Sigmoid": 1.0, "Tanh": 1.0, "Erf": 1.0}
 
 
 def _float_tensors(model: onnx.ModelProto) -> list[str]:
@@ -124,8 +133,17 @@ def percentile_amax(hist: np.ndarray, amax: float, percentile: float = PERCENTIL
     return amax * min(index + 1, len(hist)) / len(hist)
 
 
+def bounded_tensors(model: onnx.ModelProto) -> dict[str, float]:
+    """Output tensors of the `BOUNDED_OUTPUTS` ops -> the bound of their |value|."""
+    return {
+        node.output[0]: BOUNDED_OUTPUTS[node.op_type]
+        for node in model.graph.node
+        if node.op_type in BOUNDED_OUTPUTS and node.output
+    }
+
+
 def calibrate_int8(model_path: str | Path, images: np.ndarray, method: str) -> dict[str, float]:
-    """amax of every float tensor of `model_path` over `images` with `method`."""
+    """amax of every float tensor of `model_path` over `images` with `method` (max for bounded outputs)."""
     if method not in CALIB_METHODS:
         raise ValueError(f"unknown calibration method {method!r}")
     collected = collect_histograms(model_path, images)
@@ -138,7 +156,11 @@ def calibrate_int8(model_path: str | Path, images: np.ndarray, method: str) -> d
         values = [percentile_amax(h, a) for h, a in zip(hists, amax, strict=True)]
     else:
         values = entropy_amax(hists, amax)
-    return {n: float(v) for n, v in zip(names, values, strict=True)}
+    ranges = {n: float(v) for n, v in zip(names, values, strict=True)}
+    for name, bound in bounded_tensors(onnx.load(str(model_path), load_external_data=False)).items():
+        if name in ranges:
+            ranges[name] = min(collected[name][0], bound)
+    return ranges
 
 
 def save_ort_ranges(amax: dict[str, float], method: str, path: str | Path) -> None:
