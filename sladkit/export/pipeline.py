@@ -36,6 +36,7 @@ from sladkit.export.onnx import (
     run_onnx,
     set_metadata,
 )
+from sladkit.export.qdq_check import check_tensorrt_qdq
 from sladkit.export.quantize import (
     Calibration,
     compare,
@@ -181,6 +182,12 @@ def _export(
                     f"INT8 loses {gate.drop:.2f} points ({gate.int8_metric:.2f} vs FP32 {gate.fp32_metric:.2f}) even "
                     f"with {', '.join(gate.float_blocks)} in float; the budget is {config.max_accuracy_drop} points: "
                     "raise --max-accuracy-drop, try another --calib-method, or use --precision fp16"
+                )
+            problems = check_tensorrt_qdq(qdq)
+            if problems:
+                raise ExportError(
+                    f"model.int8.onnx holds {len(problems)} Q/DQ node(s) TensorRT cannot take, e.g. {problems[0]}; "
+                    "this is a sladkit bug: please report it"
                 )
             artifacts.append(("model.int8.onnx", qdq, "int8"))
             if target.tensorrt is None or int(target.tensorrt.split(".")[0]) <= 10:
