@@ -121,7 +121,7 @@ class TrainConfig:
     teacher: str = _opt(TINY_TEACHER, "Teacher: a timm model name (e.g. vit_base_patch14_dinov2.lvd142m).")
     student: str = _opt(TINY_STUDENT, "Student: a timm model name of the teacher's family.")
     pretrained: bool = _opt(
-        True, "Load the models' pretrained weights through timm (sladkit's tiny models have none)."
+        True, "Load pretrained weights: timm's (downloaded unless cached), or, for sladkit's tiny pair, the package's."
     )
     teacher_weights: str | None = _opt(None, "Teacher weights file (.safetensors or a PyTorch state dict).")
     student_weights: str | None = _opt(None, "Student weights file (.safetensors or a PyTorch state dict).")

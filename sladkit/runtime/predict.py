@@ -91,5 +91,6 @@ def predict_images(
                     annotate_segmentation(original, prediction.mask, model.labels, transforms).save(
                         overlay_path
                     )
-                    record["mask"]["file"], record["overlay"] = str(mask_path), str(overlay_path)
+                    record["mask"]["file"] = str(mask_path)
+                record["overlay"] = str(overlay_path)
             yield json.dumps(record)

@@ -129,11 +129,11 @@ def test_predict_writes_an_overlay_per_image(fake_model, tmp_path, task):
     ]
     first = Image.open(tmp_path / "out" / "x.overlay.png")
     assert first.width > 16 * 16 and first.height >= 12 * 16  # the original (enlarged) and the legend
+    assert records[1]["overlay"] == str(tmp_path / "out" / "x-2.overlay.png")  # the optional field
     if task == "cls":
-        assert set(records[0]) == {"image", "task", "top"}  # the JSON schema is unchanged
+        assert set(records[0]) == {"image", "task", "top", "overlay"}
         assert [t["label"] for t in records[1]["top"]] == ["class1", "class0"]
     else:
-        assert records[1]["overlay"] == str(tmp_path / "out" / "x-2.overlay.png")
         assert np.asarray(Image.open(records[1]["mask"]["file"])).tolist() == np.ones((8, 8), int).tolist()
 
 
