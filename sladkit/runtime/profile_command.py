@@ -55,11 +55,18 @@ def expand(paths: list[str]) -> list[tuple[str, str | None]]:
 
 
 def format_layers(artifact: str, batch: int, layers: list[dict], top: int = 12) -> str:
+    """The slowest nodes with the ViT block and role each belongs to, then the time per block."""
     lines = [f"slowest layers of {artifact} (batch {batch}):"]
     for row in layers[:top]:
+        where = f"{row.get('block') or '?'} {row.get('role') or ''}".strip()
         lines.append(
-            f"  {row['mean_ms']:9.4f} ms  {100 * row['share']:5.1f} %  {row['op']:<12} {row['layer']}"
+            f"  {row['mean_ms']:9.4f} ms  {100 * row['share']:5.1f} %  {row['op']:<12} {where:<22} {row['layer']}"
         )
+    per_block: dict[str, float] = {}
+    for row in layers:
+        per_block[row.get("block") or "?"] = per_block.get(row.get("block") or "?", 0.0) + row["share"]
+    shares = sorted(per_block.items(), key=lambda kv: -kv[1])
+    lines.append("  by block: " + ", ".join(f"{block} {100 * share:.1f} %" for block, share in shares))
     return "\n".join(lines)
 
 

@@ -145,6 +145,10 @@ def test_profile_layers_lists_onnxruntime_nodes(cpu_bundle, tmp_path):
     assert any(row["op"] in ("MatMul", "FusedMatMul", "Gemm") for row in layers)
     assert abs(sum(row["share"] for row in layers) - 1.0) < 0.01
     assert layers == sorted(layers, key=lambda r: -r["mean_ms"])
+    matmuls = [r for r in layers if r["op"] in ("MatMul", "Gemm")]
+    assert matmuls and all(r["block"] for r in matmuls)  # mapped to the ViT's blocks (sladkit.onnx_blocks)
+    assert {"qkv", "fc1", "fc2"} <= {r["role"] for r in matmuls}
+    assert "by block: blocks." in result.output
 
 
 def test_layers_need_a_backend_that_reports_them(run_dir):
