@@ -188,11 +188,20 @@ def export(run_dir: str, **options) -> None:
 @cli.command()
 @click.argument("bundle", type=click.Path(file_okay=False))
 def info(bundle: str) -> None:
-    """Print a bundle's summary after verifying its schema and every file's SHA-256."""
-    from sladkit.bundle import summary, verify_bundle
+    """Print a bundle's summary after verifying its schema, every listed file's SHA-256 and every engine's stamp."""
+    from pathlib import Path
 
-    click.echo(summary(verify_bundle(bundle)))
-    click.echo("  all hashes verified")
+    from sladkit.bundle import summary, verify_bundle
+    from sladkit.engine_stamp import read_stamp
+    from sladkit.runtime.artifacts import bundle_engines
+
+    manifest = verify_bundle(bundle)
+    engines = bundle_engines(Path(bundle), manifest)
+    for engine in engines:  # built on the device: checked against its own engine.json, not the manifest
+        read_stamp(Path(bundle) / engine)
+    click.echo(summary(manifest))
+    stamped = f"; {len(engines)} engine(s) match their engine.json" if engines else ""
+    click.echo(f"  manifest and {len(manifest['artifacts'])} listed files verified (SHA-256){stamped}")
 
 
 def _batch_list(ctx, param, value: str) -> tuple[int, ...]:

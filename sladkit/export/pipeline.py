@@ -81,6 +81,11 @@ def run(config: ExportConfig) -> ExportResult:
         )
     if config.dla_core is not None and precision == "fp32":
         raise ConfigError("DLA runs FP16 or INT8 only; pass --precision fp16 or int8 with --dla-core")
+    if config.calib_data and not (precision == "int8" and target.runtime == "tensorrt"):
+        raise ConfigError(
+            f"--calib-data calibrates TensorRT INT8; target {target.name} at {precision} uses no calibration "
+            "(the cpu target's INT8 is ONNX Runtime's dynamic quantization): drop --calib-data"
+        )
     run_dir = Path(config.run_dir)
     out = Path(config.out) if config.out else Path("deploy") / f"{run_dir.name}-{target.name}"
     inputs = [run_dir, config.calib_data]

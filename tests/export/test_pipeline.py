@@ -50,7 +50,7 @@ def test_orin_bundle_holds_checked_artifacts(orin_bundle):
 
 def test_info_verifies_hashes_and_refuses_a_tampered_bundle(orin_bundle, tmp_path):
     result = invoke("info", orin_bundle)
-    assert result.exit_code == 0 and "all hashes verified" in result.output
+    assert result.exit_code == 0 and "listed files verified (SHA-256)" in result.output
     tampered = tmp_path / "tampered"
     shutil.copytree(orin_bundle, tampered)
     with open(tampered / "model.int8.onnx", "r+b") as f:
@@ -147,6 +147,7 @@ def broken_runs(run_dir, tmp_path):
         (["{run}", "--target", "jetson-nano", "--precision", "int8"], "no INT8; use --precision fp16"),
         (["{run}", "--calib-data", "{empty}"], "holds no images"),
         (["{run}", "--calib-data", "{few}"], "has 3 readable images; at least 8"),
+        (["{run}", "--target", "cpu", "--calib-data", "{few}"], "--calib-data calibrates TensorRT INT8"),
         (["{run}", "--calib-images", "4"], "--calib-images must be >= 8 (got 4)"),
         (["{run}", "--out", "{exists}"], "holds files that are not a sladkit bundle"),
         (["{run}", "--batch", "8,1,1"], "--batch must be MIN,OPT,MAX"),

@@ -141,3 +141,12 @@ def test_a_tampered_bundle_is_refused_in_one_line(tampered, image, name, tamper,
 def test_the_untampered_bundle_passes_every_cross_check(cpu_bundle, image):
     assert invoke("predict", cpu_bundle, image).exit_code == 0
     assert invoke("info", cpu_bundle).exit_code == 0
+
+
+def test_info_checks_engines_against_their_stamp(cpu_bundle, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(cpu_bundle, bundle)
+    (bundle / "model.fp16.engine").write_bytes(b"an engine built by hand, never stamped")
+    result = invoke("info", bundle)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "model.fp16.engine has no engine.json beside it" in result.output
