@@ -121,7 +121,8 @@ class TrainConfig:
     teacher: str = _opt(TINY_TEACHER, "Teacher: a timm model name (e.g. vit_base_patch14_dinov2.lvd142m).")
     student: str = _opt(TINY_STUDENT, "Student: a timm model name of the teacher's family.")
     pretrained: bool = _opt(
-        True, "Load pretrained weights: timm's (downloaded unless cached), or, for sladkit's tiny pair, the package's."
+        True,
+        "Load pretrained weights: timm's (downloaded unless cached), or, for sladkit's tiny pair, the package's.",
     )
     teacher_weights: str | None = _opt(None, "Teacher weights file (.safetensors or a PyTorch state dict).")
     student_weights: str | None = _opt(None, "Student weights file (.safetensors or a PyTorch state dict).")
@@ -130,7 +131,7 @@ class TrainConfig:
     pool: Pool = _opt("cls+avg", "Classification head input: CLS token, mean patch token, or both.")
 
     # Method and shared LoRA
-    method: str = _opt("slad", "Training method (see `sladkit train --help` for the list).")
+    method: str = _opt("slad", "Training method; each is described under Methods below.")
     targets: str = _opt("qkv", "Comma-separated LoRA targets among qkv, proj, fc1, fc2.")
     rank: int = _opt(8, "LoRA rank r.", range=AT_LEAST_1)
     alpha: float = _opt(16.0, "LoRA alpha (the update is scaled by alpha / r).", range=POSITIVE)
@@ -317,7 +318,10 @@ class ExportConfig:
     """Everything `sladkit export` needs. `sladkit.export.run(ExportConfig(...))` is the Python API."""
 
     run_dir: str = _opt("", "The training run folder (`sladkit train --out`).")
-    target: str = _opt("jetson-orin", "Deployment target (see `sladkit export --help`).")
+    target: str = _opt(
+        "jetson-orin",
+        "Deployment target; each is described under Targets below.",
+    )
     out: str | None = _opt(None, "Bundle folder (default: deploy/<run name>-<target>).")
     precision: Literal["fp32", "fp16", "int8"] | None = _opt(
         None, "Precision (default: the best the target supports)."

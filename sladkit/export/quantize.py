@@ -14,6 +14,8 @@ CPU (ONNX Runtime on x86/ARM): symmetric S8S8 Q/DQ runs slower than FP32 there; 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,41 +100,61 @@ def quantize_qdq(
     """Explicit Q/DQ INT8 for TensorRT: symmetric, per-channel weights, MatMul/Gemm/Conv inputs only."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    quantize_static(
-        str(model_path),
-        str(out_path),
-        None,
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(QUANTIZED_OPS),
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_quantize=include_nodes,
-        nodes_to_exclude=exclude_nodes or [],
-        calibrate_method=_ort_method(calibration.method),
-        extra_options={
-            "ActivationSymmetric": True,
-            "WeightSymmetric": True,
-            "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # inputs only
-            "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # output channels of a (in, out) weight
-            # TensorRT's IDequantizeLayer takes INT8/FP8/INT4 only: ORT's INT32 bias Q/DQ cannot build
-            "QuantizeBias": False,
-        },
-        calibration_cache_path=calibration.cache_path,
-    )
+    with _without_preprocessing_hint():
+        quantize_static(
+            str(model_path),
+            str(out_path),
+            None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_quantize=include_nodes,
+            nodes_to_exclude=exclude_nodes or [],
+            calibrate_method=_ort_method(calibration.method),
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # inputs only
+                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # output channels of a (in, out) weight
+                # TensorRT's IDequantizeLayer takes INT8/FP8/INT4 only: ORT's INT32 bias Q/DQ cannot build
+                "QuantizeBias": False,
+            },
+            calibration_cache_path=calibration.cache_path,
+        )
 
 
 def quantize_cpu(model_path: str | Path, out_path: str | Path) -> None:
     """INT8 for ONNX Runtime on CPUs: dynamic quantization (U8 activations per batch, S8 weights)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(model_path),
-        str(out_path),
-        op_types_to_quantize=["MatMul", "Gemm"],
-        weight_type=QuantType.QInt8,
-        per_channel=False,
-    )
+    with _without_preprocessing_hint():
+        quantize_dynamic(
+            str(model_path),
+            str(out_path),
+            op_types_to_quantize=["MatMul", "Gemm"],
+            weight_type=QuantType.QInt8,
+            per_channel=False,
+        )
+
+
+class _PreprocessingHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocessing_hint():
+    """ONNX Runtime's quantizers log "Please consider pre-processing before quantization" on every call:
+    advice for its own shape-inference tool, which sladkit's graphs (simplified, shapes known) do not need."""
+    hint = _PreprocessingHint()
+    root = logging.getLogger()
+    root.addFilter(hint)
+    try:
+        yield
+    finally:
+        root.removeFilter(hint)
 
 
 # ---------------------------------------------------------------- accuracy

@@ -255,6 +255,14 @@ def trtexec_commands(
     return [argv]
 
 
+def benchmark_args(argv: list[str]) -> list[str]:
+    """`trtexec` arguments that time the engine a build command writes (trtexec's own benchmark)."""
+    engine = next(a.split("=", 1)[1] for a in argv if a.startswith("--saveEngine="))
+    args = [f"--loadEngine={engine}"]
+    args += ["--shapes=" + a.split("=", 1)[1] for a in argv if a.startswith("--optShapes=")]
+    return args + [a for a in argv if a.startswith("--useDLACore=")]
+
+
 def write_build_script(path: str | Path, commands: list[list[str]], *, target: Target) -> None:
     """Write `build_engine.sh`: bash, executable, written atomically.
 
@@ -336,6 +344,7 @@ def write_build_script(path: str | Path, commands: list[list[str]], *, target: T
             " \\\n    ".join(['"$TRTEXEC"', *(shlex.quote(a) for a in argv[1:])]) + f" 2>&1 | tee {log}"
         )
         lines.append(f"stamp {shlex.quote(engine)} {log}")
+        lines.append(f'echo "==> benchmark it: $TRTEXEC {" ".join(benchmark_args(argv))}" >&2')
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
     atomic_write_text(tmp, "\n".join(lines) + "\n")

@@ -274,6 +274,14 @@ def _check_inputs(config: TrainConfig, method: Method, out: Path):
     teacher_saved = teacher_ft or not uses_pretrained_weights(
         config.teacher, config.pretrained, config.teacher_weights
     )
+    patch = pair.spec.student.patch_size
+    if image_size % patch and os.environ.get("RANK", "0") == "0":  # one warning, from rank 0
+        lower, upper = image_size // patch * patch, -(-image_size // patch) * patch
+        print(
+            f"warning: --image-size {image_size} is not a multiple of the patch size {patch}: the patch "
+            f"embedding ignores the last {image_size - lower} pixel rows and columns; use {lower} or {upper}",
+            file=sys.stderr,
+        )
     return data, transforms, pair, teacher_saved
 
 

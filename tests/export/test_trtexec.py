@@ -220,6 +220,8 @@ def test_script_is_executable_valid_bash_and_says_what_to_know(tmp_path, target)
     else:
         assert "installed" in text
     assert [p.name for p in tmp_path.iterdir()] == ["build_engine.sh"]  # no temporary left behind
+    # and, after each build, trtexec's own benchmark of the engine it built
+    assert 'echo "==> benchmark it: $TRTEXEC --loadEngine=model.fp16.engine --shapes=input:4x3x224x224"' in text
 
 
 def test_script_refuses_non_trtexec_commands(tmp_path):

@@ -94,3 +94,11 @@ def test_early_stop_ends_the_stage_when_the_student_stops_improving(tiny_config,
         "early stop: student acc has not improved for 2 epochs (best 50.0 at epoch 1)"
         in capsys.readouterr().err
     )
+
+
+def test_an_image_size_off_the_patch_grid_is_warned_about(tiny_config, capsys):
+    run(tiny_config(epochs=1, image_size=36))  # patch 8
+    assert (
+        "warning: --image-size 36 is not a multiple of the patch size 8: the patch embedding ignores the last "
+        "4 pixel rows and columns; use 32 or 40" in capsys.readouterr().err
+    )
