@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from sladkit._progress import progress
 from sladkit.export.onnx import INPUT
 
 CALIB_METHODS = ("entropy", "minmax", "percentile")
@@ -81,11 +82,12 @@ def collect_histograms(
     """Per tensor: (|max|, 2048-bin histogram of |x| over [0, |max|])."""
     session, names = _activation_session(model_path)
     amax = dict.fromkeys(names, 0.0)
-    for x in _batches(images, batch):
+    steps = -(-len(images) // batch)
+    for x in progress(_batches(images, batch), desc="calibration 1/2 (ranges)", total=steps):
         for name, value in zip(names, session.run(names, {INPUT: x}), strict=True):
             amax[name] = max(amax[name], float(np.abs(value).max()) if value.size else 0.0)
     hists = {name: np.zeros(BINS, dtype=np.int64) for name in names}
-    for x in _batches(images, batch):
+    for x in progress(_batches(images, batch), desc="calibration 2/2 (histograms)", total=steps):
         for name, value in zip(names, session.run(names, {INPUT: x}), strict=True):
             if amax[name] > 0:
                 hists[name] += np.histogram(np.abs(value), bins=BINS, range=(0.0, amax[name]))[0]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from sladkit._progress import progress
 from sladkit.export.calibrate import calibrate_int8, save_ort_ranges
 from sladkit.export.onnx import onnxruntime_session, run_onnx
 from sladkit.metrics import task_metric
@@ -254,7 +255,8 @@ def block_sensitivity(model_path, calibration, images, block_of: dict[str, str])
     scores = {}
     with tempfile.TemporaryDirectory(prefix="sladkit-sens-") as tmp:
         path = Path(tmp) / "one_block.onnx"
-        for block in sorted(set(block_of.values()), key=block_order):
+        blocks = sorted(set(block_of.values()), key=block_order)
+        for block in progress(blocks, desc="INT8 gate: block sensitivity"):
             quantize_qdq(
                 model_path, path, calibration, include_nodes=[n for n, b in block_of.items() if b == block]
             )
