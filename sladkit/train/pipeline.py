@@ -21,11 +21,19 @@ from sladkit._atomic import atomic_write_text, remove_stale_temporaries
 from sladkit._outdir import locked
 from sladkit.config import TrainConfig, write_json
 from sladkit.data import create_datasets, transform_config
-from sladkit.errors import ConfigError, require
+from sladkit.errors import ConfigError, RunDirError, require
 from sladkit.models.backbones import check_hub_weights, preprocess_config, uses_pretrained_weights
 from sladkit.models.pair import create_pair
 from sladkit.models.peft_format import save_peft_adapter
-from sladkit.run_folder import CONFIG_FILE, FORMAT, FORMAT_VERSION, LABELS_FILE, METRICS_FILE, checkpoint_dir
+from sladkit.run_folder import (
+    CONFIG_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    LABELS_FILE,
+    METRICS_FILE,
+    checkpoint_dir,
+    read_config,
+)
 from sladkit.train import checkpoint as ckpt
 from sladkit.train.batching import plan_batches
 from sladkit.train.distributed import (
@@ -254,6 +262,15 @@ def _check_inputs(config: TrainConfig, method: Method, out: Path):
         synthetic_val=config.synthetic_val,
         augment=config.augment,
     )
+    if config.resume:  # the checkpoint's heads are the saved classes, in their order
+        saved = read_config(out)["labels"]
+        if data.labels != saved:
+            raise RunDirError(
+                f"cannot resume {out}: the data's classes ({len(data.labels)}: {', '.join(data.labels[:4])}"
+                f"{', ...' if len(data.labels) > 4 else ''}) are not the run's ({len(saved)}: "
+                f"{', '.join(saved[:4])}{', ...' if len(saved) > 4 else ''}); resume with the data it was "
+                "trained on, or start a new run"
+            )
     world = int(os.environ.get("WORLD_SIZE", "1")) if under_torchrun() else 1
     plan_batches(len(data.train), config.batch_size, world_size=world, accumulate=config.accumulate)
     if len(data.val) < max(2, world):

@@ -202,3 +202,16 @@ def test_a_run_trained_with_relative_paths_exports_from_anywhere(world, tmp_path
     monkeypatch.chdir(elsewhere)
     result = invoke("export", world["root"] / "fresh", "--out", "bundle", *EXPORT_FAST)
     assert result.exit_code == 0, result.output
+
+
+def test_resume_on_data_with_other_classes_is_refused(world, tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", "--data", world["data"], "--out", run, *TINY).exit_code == 0
+    for split in ("train", "val"):  # a third class, added after training
+        (world["data"] / split / "c").mkdir()
+        shutil.copy(next((world["data"] / split / "a").iterdir()), world["data"] / split / "c" / "x.png")
+    before = snapshot(run)
+    result = invoke("train", "--out", run, "--resume")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the data's classes (3: a, b, c) are not the run's (2: a, b)" in result.output
+    assert snapshot(run) == before
