@@ -90,7 +90,8 @@ def config_options(config_cls, *, exclude: tuple[str, ...] = (), choices: dict |
             kwargs = {
                 "default": default,
                 "show_default": default not in (None, {}),
-                "help": f.metadata["help"],
+                "help": f.metadata["help"]
+                + (f" Allowed: {f.metadata['range']}." if f.metadata.get("range") else ""),
             }
             if kind is bool:
                 option = click.option(f"{flag}/--no-{flag[2:]}", f.name, **kwargs)

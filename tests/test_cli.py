@@ -207,3 +207,9 @@ def test_multi_node_options_reach_torchrun():
     )
     single = get_args_parser().parse_args(torchrun_args(TrainConfig(devices=2, out="r")))
     assert single.standalone  # one node: a free local port
+
+
+def test_help_names_each_numbers_allowed_range():
+    text = " ".join(invoke("train", "--help").output.split())
+    assert "Learning rate of the heads. Allowed: > 0." in text
+    assert "Allowed: in [0, 1]" in text  # a probability (--hflip)
