@@ -148,8 +148,17 @@ def summary(manifest: dict) -> str:
         ),
         f"  model: {manifest['source']['model']} of {manifest['source']['run_dir']} ({manifest['source']['method']})",
         f"  input: {inp['name']} {inp['dtype']} {inp['layout']} {inp['shape']}, batch {inp['batch']}",
-        "  artifacts:",
     ]
+    build = manifest.get("engine_build")
+    if build:  # what build_engine.sh builds, from the manifest
+        b = build["batch"]
+        where = f"DLA core {build['dla_core']}" if build["dla_core"] is not None else "GPU"
+        typing = "strongly typed" if build["strongly_typed"] else "weakly typed"
+        lines.append(
+            f"  engine build: {build['engine']} on {where}, batch {b['min']}/{b['opt']}/{b['max']} (min/opt/max), "
+            f"{typing}, TensorRT {build['tensorrt']}"
+        )
+    lines.append("  artifacts:")
     for a in manifest["artifacts"]:
         lines.append(
             f"    {a['file']:<24} {a.get('precision', ''):<6} {a['bytes'] / 1e6:8.2f} MB  sha256 {a['sha256'][:12]}"

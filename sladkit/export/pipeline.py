@@ -40,20 +40,23 @@ from sladkit.export.qdq_check import check_tensorrt_qdq
 from sladkit.export.quantize import (
     Calibration,
     compare,
+    convert_qdq_to_fp8,
     predictions,
     quantize_cpu,
+    quantize_qdq,
     quantize_with_gate,
     unshare_initializers,
 )
 from sladkit.export.simplify import simplify_onnx
 from sladkit.export.targets import get_target
 from sladkit.export.tensorrt import build_engine
-from sladkit.export.trtexec import trtexec_commands, write_build_script
+from sladkit.export.trtexec import engine_build, trtexec_commands, write_build_script
 from sladkit.metrics import task_metric
 from sladkit.models.run_model import check_weights_finite, load_run_model, max_abs_difference, merge_adapters
 from sladkit.runtime import device
 
 PARITY_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| on logits
+CALIBRATED = ("int8", "fp8")  # TensorRT precisions whose Q/DQ ranges come from calibration
 
 
 @dataclass
@@ -81,7 +84,7 @@ def run(config: ExportConfig) -> ExportResult:
         )
     if config.dla_core is not None and precision == "fp32":
         raise ConfigError("DLA runs FP16 or INT8 only; pass --precision fp16 or int8 with --dla-core")
-    if config.calib_data and not (precision == "int8" and target.runtime == "tensorrt"):
+    if config.calib_data and not (precision in CALIBRATED and target.runtime == "tensorrt"):
         raise ConfigError(
             f"--calib-data calibrates TensorRT INT8; target {target.name} at {precision} uses no calibration "
             "(the cpu target's INT8 is ONNX Runtime's dynamic quantization): drop --calib-data"
@@ -98,6 +101,12 @@ def _export(
     config: ExportConfig, target, precision: str, run_dir: Path, out: Path, started: float
 ) -> ExportResult:
     batch = config.batch_sizes
+    build = None
+    if target.runtime == "tensorrt":
+        # What build_engine.sh builds (DLA: min = opt = max), decided once: the manifest records it and the
+        # script and the in-process build are made from the manifest's values.
+        build = engine_build(target, precision=precision, batch=batch, dla_core=config.dla_core)
+        batch = tuple(build["batch"][k] for k in ("min", "opt", "max"))
     # 1. Merge.
     model, run_config = load_run_model(run_dir, role=config.model, checkpoint=config.checkpoint)
     merged = merge_adapters(model)
@@ -108,7 +117,7 @@ def _export(
         )
     images, targets = validation_arrays(run_config, config.eval_images)
     calib, calib_source = (None, None)
-    if precision == "int8" and target.runtime == "tensorrt":
+    if precision in CALIBRATED and target.runtime == "tensorrt":
         calib, calib_source = calibration_array(
             run_config, config.calib_data, config.calib_images, seed=run_config["train"]["seed"]
         )
@@ -155,8 +164,8 @@ def _export(
 
         artifacts = [("model.onnx", core, "fp32")]
         calibration_info = None
-        # 4-6. INT8.
-        if precision == "int8" and target.runtime == "tensorrt":
+        # 4-6. INT8 (and FP8, from the same calibration).
+        if precision in CALIBRATED and target.runtime == "tensorrt":
             unshared = work / "unshared.onnx"
             unshare_initializers(core, unshared)
             t0 = time.perf_counter()
@@ -170,6 +179,13 @@ def _export(
             _log(
                 f"calibrated ({config.calib_method}) on {len(calib)} images in {calibration_info['seconds']} s"
             )
+            if precision == "fp8":
+                fp8 = _quantize_fp8(
+                    unshared, work, calibration, images, targets, fp32_pred, num_classes, config
+                )
+                checks["fp8_vs_fp32"] = fp8
+                artifacts.append(("model.fp8.onnx", work / "model.fp8.onnx", "fp8"))
+        if precision == "int8" and target.runtime == "tensorrt":
             qdq = work / "model.int8.onnx"
             gate = quantize_with_gate(
                 unshared,
@@ -247,6 +263,8 @@ def _export(
             files = {"onnx": "model.onnx"}
             if (tmp / "model.int8.onnx").exists():
                 files["int8_onnx"] = "model.int8.onnx"
+            if (tmp / "model.fp8.onnx").exists():
+                files["fp8_onnx"] = "model.fp8.onnx"
             if (tmp / "calib.cache").exists():
                 files["calib_cache"] = "calib.cache"
             commands = trtexec_commands(
@@ -264,13 +282,9 @@ def _export(
             if config.build_engine == "always" and not available:
                 raise ConfigError(f"--build-engine always, but TensorRT cannot build here: {why}")
             if config.build_engine != "never" and available:
-                suffix = f".dla{config.dla_core}" if config.dla_core is not None else ""
-                source = tmp / (
-                    "model.int8.onnx" if precision == "int8" and config.dla_core is None else "model.onnx"
-                )
                 engine_info = build_engine(
-                    source,
-                    tmp / f"model.{precision}{suffix}.engine",
+                    tmp / files[build["onnx_role"]],
+                    tmp / build["engine"],
                     precision=precision,
                     target=target,
                     input_name=INPUT,
@@ -281,7 +295,7 @@ def _export(
                     calib_cache=tmp / "calib.cache" if config.dla_core is not None else None,
                     timing_cache=work / "timing.cache",
                 )
-                artifacts.append((f"model.{precision}{suffix}.engine", None, precision))
+                artifacts.append((build["engine"], None, precision))
             else:
                 _log(
                     f"TensorRT engine not built here ({why if not available else '--build-engine never'}); "
@@ -305,12 +319,52 @@ def _export(
             calibration_info,
             engine_info,
         )
+        manifest["engine_build"] = build  # None for ONNX Runtime targets
         manifest["export_seconds"] = round(time.perf_counter() - started, 2)
         (tmp / bundles.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if config.overwrite and out.exists():
             _log(f"replacing {out}")
     _log(f"done in {manifest['export_seconds']} s")
     return ExportResult(out, manifest)
+
+
+def _quantize_fp8(unshared, work, calibration, images, targets, fp32_pred, num_classes, config) -> dict:
+    """FP8 (E4M3) Q/DQ from the INT8 calibration, under the same accuracy gate as INT8.
+
+    All MatMul/Gemm/Conv inputs first; over budget, the INT8 gate's per-block fallback picks the blocks kept
+    in float, and the FP8 model is made from that. ONNX Runtime's CPU provider runs the FP8 Q/DQ model
+    (QuantizeLinear/DequantizeLinear-19), so the gate measures the FP8 model itself.
+    """
+    base, fp8 = work / "fp8-base.int8.onnx", work / "model.fp8.onnx"
+    quantize_qdq(unshared, base, calibration)
+    convert_qdq_to_fp8(base, unshared, fp8)
+    budget = config.max_accuracy_drop
+    gate = compare(fp32_pred, predictions(fp8, images), targets, num_classes, [], budget)
+    _log(f"fp8: {gate.int8_metric:.2f} vs fp32 {gate.fp32_metric:.2f} (drop {gate.drop:.2f} points)")
+    if not gate.passed:
+        fallback = quantize_with_gate(
+            unshared, base, calibration, images, targets, num_classes=num_classes, max_drop=budget, log=_log
+        )
+        convert_qdq_to_fp8(base, unshared, fp8)
+        gate = compare(
+            fp32_pred, predictions(fp8, images), targets, num_classes, fallback.float_blocks, budget
+        )
+        gate.sensitivity = fallback.sensitivity
+    if not gate.passed:
+        raise ExportError(
+            f"FP8 loses {gate.drop:.2f} points ({gate.int8_metric:.2f} vs FP32 {gate.fp32_metric:.2f}) even with "
+            f"{', '.join(gate.float_blocks) or 'no block'} in float; the budget is {budget} points: raise "
+            "--max-accuracy-drop, try another --calib-method, or use --precision fp16"
+        )
+    problems = check_tensorrt_qdq(fp8, precision="fp8")
+    if problems:
+        raise ExportError(
+            f"model.fp8.onnx holds {len(problems)} Q/DQ node(s) TensorRT cannot take, e.g. {problems[0]}; "
+            "this is a sladkit bug: please report it"
+        )
+    result = gate.to_dict()
+    result["fp8_metric"] = result.pop("int8_metric")
+    return result
 
 
 def _check_baked(path: Path, images: np.ndarray, fp32_out: np.ndarray, transforms: dict) -> dict:

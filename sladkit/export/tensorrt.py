@@ -116,10 +116,10 @@ def build_engine(
     DLA with GPU fallback and a cache-only entropy calibrator for implicit INT8, and a timing cache.
 
     Args:
-        onnx_path: model.onnx (fp32, fp16, DLA), model.int8.onnx (int8 on the GPU), or an FP16-typed ONNX
-            for fp16 on TensorRT >= 11.
+        onnx_path: model.onnx (fp32, fp16, DLA), model.int8.onnx (int8 on the GPU), model.fp8.onnx (fp8,
+            strongly typed), or an FP16-typed ONNX for fp16 on TensorRT >= 11.
         engine_path: Where to write the engine.
-        precision: "fp32", "fp16" or "int8".
+        precision: "fp32", "fp16", "int8" or "fp8".
         target: The target; its TensorRT major.minor must match the installed one when it names one.
         input_name: The ONNX input to profile.
         batch: (min, opt, max) batch; DLA builds use opt for all three.
@@ -171,6 +171,9 @@ def build_engine(
     logger = _make_logger(trt)
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if _version(version)[0] < 10 else 0
+    if plan.strongly_typed and _version(version)[0] == 10:
+        # FP8 Q/DQ on TensorRT 10 (trtexec --stronglyTyped); TensorRT >= 11 is strongly typed anyway
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     # parse_from_file resolves external weights next to the model; parse(bytes) is the portable fallback

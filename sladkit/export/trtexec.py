@@ -27,6 +27,7 @@ _FILE_ROLES = {
     "int8_onnx": "explicit Q/DQ model.int8.onnx",
     "calib_cache": "TensorRT calibration cache calib.cache",
     "fp16_onnx": "FP16-typed ONNX (TensorRT >= 11 builds are strongly typed)",
+    "fp8_onnx": "FP8 (E4M3) Q/DQ model.fp8.onnx",
 }
 
 
@@ -116,8 +117,17 @@ class _Plan:
 
 # precision -> (ONNX role, builder precisions). GPU on TensorRT <= 10 (weakly typed); GPU on TensorRT >= 11
 # (strongly typed: the ONNX tensor types are the precision); DLA (implicit INT8 from the FP32 ONNX).
-_GPU = {"fp32": ("onnx", ()), "fp16": ("onnx", ("fp16",)), "int8": ("int8_onnx", ("int8", "fp16"))}
-_TYPED = {"fp32": ("onnx", ()), "fp16": ("fp16_onnx", ()), "int8": ("int8_onnx", ())}
+# FP8 is strongly typed on every release (`STRONGLY_TYPED_PRECISIONS`): NVIDIA's TensorRT maintainers answer
+# FP8 Q/DQ ONNX with --stronglyTyped (NVIDIA/TensorRT#3987, NVIDIA/Model-Optimizer#118), and on Blackwell
+# (Thor) a weakly typed network mixing INT8 and FP8 is an error (justincdavis/trtutils#163).
+_GPU = {
+    "fp32": ("onnx", ()),
+    "fp16": ("onnx", ("fp16",)),
+    "int8": ("int8_onnx", ("int8", "fp16")),
+    "fp8": ("fp8_onnx", ()),
+}
+_TYPED = {"fp32": ("onnx", ()), "fp16": ("fp16_onnx", ()), "int8": ("int8_onnx", ()), "fp8": ("fp8_onnx", ())}
+STRONGLY_TYPED_PRECISIONS = ("fp8",)
 _DLA = {"fp16": ("onnx", ("fp16",)), "int8": ("onnx", ("int8", "fp16"))}
 
 
@@ -134,9 +144,14 @@ def _plan(target: Target, precision: str, batch, dla_core: int | None, version: 
     ):
         raise ConfigError(f"batch {batch} must be three positive integers min <= opt <= max")
     major = _version(version)[0]
+    if precision in STRONGLY_TYPED_PRECISIONS and not flag_supported("--stronglyTyped", version):
+        raise ConfigError(
+            f"--precision {precision} needs a strongly typed build (TensorRT >= 10), not {version}"
+        )
     if dla_core is None:
-        role, precisions = (_TYPED if major >= 11 else _GPU)[precision]
-        return _Plan(role, precisions, major >= 11, False, None, batch, f"model.{precision}.engine")
+        strongly_typed = major >= 11 or precision in STRONGLY_TYPED_PRECISIONS
+        role, precisions = (_TYPED if strongly_typed else _GPU)[precision]
+        return _Plan(role, precisions, strongly_typed, False, None, batch, f"model.{precision}.engine")
     if target.dla_cores == 0:
         raise ConfigError(f"target {target.name} has no DLA; drop the DLA core option")
     if major > 10:
@@ -153,6 +168,38 @@ def _plan(target: Target, precision: str, batch, dla_core: int | None, version: 
     fixed = (batch[1],) * 3  # "DLA does not support dynamic dimensions": min = opt = max
     engine = f"model.{precision}.dla{dla_core}.engine"
     return _Plan(role, precisions, False, precision == "int8", dla_core, fixed, engine)
+
+
+def engine_build(
+    target: Target,
+    *,
+    precision: str,
+    batch: tuple[int, int, int],
+    dla_core: int | None,
+    tensorrt_version: str | None = None,
+) -> dict:
+    """What `build_engine.sh` builds, as the manifest records it (`manifest["engine_build"]`).
+
+    The batch profile is the one actually built: a DLA build fixes min = opt = max to the opt batch.
+    `trtexec_commands` is then called with exactly these values, so the manifest and the script agree.
+
+    Returns:
+        {"engine", "onnx_role", "precision", "dla_core", "batch": {"min", "opt", "max"}, "strongly_typed",
+        "builder_precisions", "calibration_cache", "tensorrt"}.
+    """
+    version = tensorrt_version or target.tensorrt or ASSUMED_TENSORRT
+    plan = _plan(target, precision, batch, dla_core, version)
+    return {
+        "engine": plan.engine,
+        "onnx_role": plan.onnx_role,
+        "precision": precision,
+        "dla_core": plan.dla_core,
+        "batch": dict(zip(("min", "opt", "max"), plan.batch, strict=True)),
+        "strongly_typed": plan.strongly_typed,
+        "builder_precisions": list(plan.precisions),
+        "calibration_cache": plan.calibration_cache,
+        "tensorrt": version,
+    }
 
 
 def _check_shape(input_name: str, input_shape) -> None:
@@ -191,7 +238,8 @@ def trtexec_commands(
 ) -> list[list[str]]:
     """The trtexec command(s) that build this bundle's engine on the device.
 
-    fp16: FP32 ONNX + `--fp16`. int8: the Q/DQ ONNX (explicit quantization) + `--int8 --fp16`. DLA:
+    fp16: FP32 ONNX + `--fp16`. int8: the Q/DQ ONNX (explicit quantization) + `--int8 --fp16`. fp8: the FP8
+    Q/DQ ONNX + `--stronglyTyped`, no precision flags, on every TensorRT (>= 10). DLA:
     implicit INT8 from the FP32 ONNX + `--calib --int8 --fp16 --useDLACore=N --allowGPUFallback` (`--fp16`
     alone for FP16), with a fixed batch (the opt one). fp32: no precision flag. TensorRT >= 11:
     `--stronglyTyped`, no precision flags (int8 takes the Q/DQ ONNX; fp16 needs an FP16-typed ONNX,
@@ -201,8 +249,9 @@ def trtexec_commands(
 
     Args:
         target: A TensorRT target from `sladkit.export.targets`.
-        files: Bundle file name per role: "onnx", "int8_onnx", "calib_cache" (and "fp16_onnx" for TRT >= 11).
-        precision: "fp32", "fp16" or "int8".
+        files: Bundle file name per role: "onnx", "int8_onnx", "fp8_onnx", "calib_cache" (and "fp16_onnx"
+            for TRT >= 11).
+        precision: "fp32", "fp16", "int8" or "fp8".
         input_name: The ONNX input name.
         input_shape: Shape without the batch: (3, 224, 224), or (224, 224, 3) for a uint8 NHWC input.
         batch: (min, opt, max) batch of the optimisation profile.
@@ -323,7 +372,7 @@ def write_build_script(path: str | Path, commands: list[list[str]], *, target: T
             'found="$("$TRTEXEC" --help 2>&1 | sed -n \'s/.*\\[TensorRT \\(v[0-9]*\\)\\].*/\\1/p\' \\',
             '  | head -n 1)" || true',
             'if [ "${found:-}" != "$expected" ]; then',
-            f'  echo "warning: bundle made for TensorRT {target.tensorrt} ($expected)," \\',
+            f'  echo "warning: bundle made for TensorRT {target.tensorrt} ($expected, JetPack {target.jetpack})," \\',
             '    "but $TRTEXEC is ${found:-of unknown version}" >&2',
         ]
         if any(a.startswith("--calib=") for argv in commands for a in argv):

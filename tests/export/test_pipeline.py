@@ -74,7 +74,15 @@ def test_cpu_bundle_with_baked_preprocessing(run_dir, tmp_path):
 
 
 def test_target_table():
-    assert set(TARGETS) == {"jetson-orin", "jetson-xavier", "jetson-nano", "x86-gpu", "cpu"}
+    assert set(TARGETS) == {
+        "jetson-thor",
+        "jetson-orin-jp7",
+        "jetson-orin",
+        "jetson-xavier",
+        "jetson-nano",
+        "x86-gpu",
+        "cpu",
+    }
     assert "int8" not in get_target("jetson-nano").precisions
     assert get_target("jetson-xavier").opset == 16 and get_target("jetson-nano").opset == 16
     assert get_target("jetson-orin").dla_cores == 2 and get_target("jetson-orin").tensorrt.startswith("10.3")
@@ -167,3 +175,89 @@ def test_bad_input_is_one_line_and_leaves_no_bundle(run_dir, broken_runs, tmp_pa
     assert message in result.output, result.output
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def _fp8_to_float(tensor):
+    import ml_dtypes
+    import numpy as np
+
+    raw = np.frombuffer(tensor.raw_data, dtype=ml_dtypes.float8_e4m3fn).reshape(tuple(tensor.dims))
+    return raw.astype(np.float32)
+
+
+def test_thor_fp8_bundle(run_dir, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from sladkit.export.qdq_check import check_tensorrt_qdq
+
+    out = tmp_path / "thor"
+    result = invoke("export", run_dir, "--target", "jetson-thor", "--precision", "fp8", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = {a["file"] for a in manifest["artifacts"]}
+    assert {"model.onnx", "model.fp8.onnx", "build_engine.sh"} <= files
+    assert not {"model.int8.onnx", "calib.cache"} & files  # FP8 is explicit: no implicit-INT8 cache
+    assert manifest["target"] == {
+        **manifest["target"],
+        "name": "jetson-thor",
+        "tensorrt": "10.13.3",
+        "compute_capability": "11.0",
+        "opset": 19,
+        "precision": "fp8",
+    }
+    assert manifest["checks"]["fp8_vs_fp32"]["passed"] is True
+    assert (
+        manifest["engine_build"]["strongly_typed"]
+        and manifest["engine_build"]["engine"] == "model.fp8.engine"
+    )
+    script = (out / "build_engine.sh").read_text()
+    assert "--onnx=model.fp8.onnx" in script and "--stronglyTyped" in script
+    assert not re.search(r"--(fp16|int8|fp8|calib)\b", script)
+    # structurally: every Q/DQ is E4M3 with zero points 0, as TensorRT takes it
+    fp8 = onnx.load(str(out / "model.fp8.onnx"))
+    assert check_tensorrt_qdq(fp8, precision="fp8") == []
+    init = {i.name: i for i in fp8.graph.initializer}
+    dqs = [n for n in fp8.graph.node if n.op_type == "DequantizeLinear"]
+    assert dqs and all(init[n.input[2]].data_type == TensorProto.FLOAT8E4M3FN for n in dqs)
+    # numerically, without ONNX Runtime: each weight dequantized in numpy is its FP32 value within E4M3's
+    # 3-bit mantissa (relative step 2^-3, half of it for round-to-nearest), scale = amax / 448
+    reference = {
+        i.name: numpy_helper.to_array(i) for i in onnx.load(str(out / "model.onnx")).graph.initializer
+    }
+    checked = 0
+    for n in dqs:
+        if n.input[0] not in init:
+            continue
+        scale = numpy_helper.to_array(init[n.input[1]])
+        q = _fp8_to_float(init[n.input[0]])
+        assert np.abs(q).max() <= 448.0
+        shape = [1] * q.ndim
+        if scale.size > 1:
+            shape[next((a.i for a in n.attribute if a.name == "axis"), 1)] = scale.size
+        w = q * scale.reshape(shape)
+        fp32 = next(
+            (v for v in reference.values() if v.shape == w.shape and np.allclose(v, w, rtol=0.07, atol=1e-6)),
+            None,
+        )
+        assert fp32 is not None, n.input[0]
+        checked += 1
+    assert checked >= 4
+    assert "engine build: model.fp8.engine on GPU" in invoke("info", out).output
+
+
+def test_dla_bundle_manifest_is_what_the_script_builds(run_dir, tmp_path):
+    out = tmp_path / "dla"
+    args = ("--target", "jetson-orin", "--precision", "fp16", "--dla-core", "0", "--batch", "1,4,8")
+    result = invoke("export", run_dir, *args, "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["input"]["batch"] == {"min": 4, "opt": 4, "max": 4}  # DLA: no dynamic dimensions
+    assert manifest["engine_build"]["dla_core"] == 0 and manifest["target"]["dla_core"] == 0
+    assert manifest["engine_build"]["engine"] == "model.fp16.dla0.engine"
+    script = (out / "build_engine.sh").read_text()
+    assert set(re.findall(r"--(?:min|opt|max)Shapes=\w+:(\d+)x", script)) == {"4"}
+    assert "--useDLACore=0" in script
+    info = invoke("info", out).output
+    assert "engine build: model.fp16.dla0.engine on DLA core 0, batch 4/4/4" in info

@@ -292,6 +292,14 @@ def test_int8_on_tensorrt_11_sets_no_precision_flags(tmp_path, use_trt):
     assert ("build_serialized_network", ()) in trt.calls and meta["strongly_typed"]
 
 
+def test_fp8_on_thor_is_a_strongly_typed_network(tmp_path, use_trt):
+    trt = use_trt(fake_tensorrt("10.13.3.9"))
+    _, meta = build(tmp_path, precision="fp8", onnx="model.fp8.onnx", target=get_target("jetson-thor"))
+    assert ("create_network", 1 << 1) in trt.calls  # NetworkDefinitionCreationFlag.STRONGLY_TYPED
+    assert ("build_serialized_network", ()) in trt.calls and meta["strongly_typed"]
+    assert meta["onnx"]["file"] == "model.fp8.onnx" and meta["dla_core"] is None
+
+
 def test_dla_int8_reads_only_the_cache(tmp_path, use_trt):
     trt = use_trt(fake_tensorrt("10.3.0.30"))
     cache = tmp_path / "calib.cache"

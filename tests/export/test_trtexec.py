@@ -18,12 +18,18 @@ from sladkit.export.targets import TARGETS, get_target
 from sladkit.export.trtexec import (
     ASSUMED_TENSORRT,
     TRTEXEC_FLAGS,
+    engine_build,
     flag_supported,
     trtexec_commands,
     write_build_script,
 )
 
-FILES = {"onnx": "model.onnx", "int8_onnx": "model.int8.onnx", "calib_cache": "calib.cache"}
+FILES = {
+    "onnx": "model.onnx",
+    "int8_onnx": "model.int8.onnx",
+    "fp8_onnx": "model.fp8.onnx",
+    "calib_cache": "calib.cache",
+}
 INPUT_FLAGS = ("--onnx=", "--calib=")
 OUTPUT_FLAGS = ("--saveEngine=", "--timingCacheFile=", "--exportLayerInfo=")
 TRT_TARGETS = [name for name, t in TARGETS.items() if t.runtime == "tensorrt"]
@@ -221,7 +227,9 @@ def test_script_is_executable_valid_bash_and_says_what_to_know(tmp_path, target)
         assert "installed" in text
     assert [p.name for p in tmp_path.iterdir()] == ["build_engine.sh"]  # no temporary left behind
     # and, after each build, trtexec's own benchmark of the engine it built
-    assert 'echo "==> benchmark it: $TRTEXEC --loadEngine=model.fp16.engine --shapes=input:4x3x224x224"' in text
+    assert (
+        'echo "==> benchmark it: $TRTEXEC --loadEngine=model.fp16.engine --shapes=input:4x3x224x224"' in text
+    )
 
 
 def test_script_refuses_non_trtexec_commands(tmp_path):
@@ -297,3 +305,83 @@ def test_script_stops_when_trtexec_is_missing(tmp_path):
     env = {**os.environ, "TRTEXEC": str(tmp_path / "no-trtexec")}
     run = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     assert run.returncode == 127 and "trtexec not found" in run.stderr
+
+
+# --- the target table, row by row -----------------------------------------------------------------------------
+
+# name: (JetPack, TensorRT, compute capability, opset, precisions, DLA cores, build_engine.sh's expected version)
+ROWS = {
+    "jetson-thor": ("7.0, 7.1", "10.13.3", "11.0", 19, ("fp8", "int8", "fp16", "fp32"), 0, "v101303"),
+    "jetson-orin-jp7": ("7.2", "10.16.2", "8.7", 17, ("int8", "fp16", "fp32"), 0, "v101602"),
+    "jetson-orin": ("6.1, 6.2", "10.3.0", "8.7", 17, ("int8", "fp16", "fp32"), 2, "v100300"),
+    "jetson-xavier": ("5.1, 5.1.1, 5.1.2", "8.5.2", "7.2", 16, ("int8", "fp16", "fp32"), 2, "v8502"),
+    "jetson-nano": ("4.6.1, 4.6.2", "8.2.1", "5.3", 16, ("fp16", "fp32"), 0, "v8201"),
+}
+
+
+def test_every_tensorrt_target_has_a_row_here():
+    assert set(ROWS) | {"x86-gpu"} == set(TRT_TARGETS)
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_target_row(tmp_path, name):
+    jetpack, tensorrt, cc, opset, precisions, dla, expected = ROWS[name]
+    t = get_target(name)
+    assert (t.jetpack, t.tensorrt, t.compute_capability, t.opset, t.precisions, t.dla_cores) == (
+        jetpack,
+        tensorrt,
+        cc,
+        opset,
+        precisions,
+        dla,
+    )
+    script = write_script(tmp_path, name, precisions=precisions, dla=range(dla)).read_text()
+    assert f"expected={expected}  # TensorRT {tensorrt}" in script  # the exact release the row names
+    assert f"JetPack {jetpack}" in script
+    for precision in precisions:
+        (argv,) = commands(name, precision)
+        typed = precision == "fp8" or int(tensorrt.split(".")[0]) >= 11
+        assert ("--stronglyTyped" in argv) is typed
+        assert not ({"--fp16", "--int8", "--fp8"} & set(argv) and typed)
+    if not dla:
+        with pytest.raises(ConfigError, match="no DLA"):
+            commands(name, precisions[0] if precisions[0] != "fp8" else "int8", dla_core=0)
+
+
+def test_thor_fp8_is_strongly_typed_from_the_fp8_qdq_model():
+    (argv,) = commands("jetson-thor", "fp8")
+    assert argv[1] == "--onnx=model.fp8.onnx" and "--stronglyTyped" in argv
+    assert not {"--fp16", "--int8", "--fp8"} & set(argv) and not any(a.startswith("--calib") for a in argv)
+    assert "--saveEngine=model.fp8.engine" in argv and "--memPoolSize=workspace:1024" in argv
+    int8 = commands("jetson-thor", "int8")[0]  # TensorRT 10.13: the INT8 Q/DQ form of the other 10.x rows
+    assert int8[1] == "--onnx=model.int8.onnx" and {"--int8", "--fp16"} <= set(int8)
+    with pytest.raises(ConfigError, match="files has no 'fp8_onnx'"):
+        commands("jetson-thor", "fp8", files={"onnx": "model.onnx"})
+
+
+@pytest.mark.parametrize(
+    "name", ["jetson-orin", "jetson-orin-jp7", "jetson-xavier", "x86-gpu", "jetson-nano"]
+)
+def test_fp8_refused_where_the_gpu_has_none(name):
+    with pytest.raises(ConfigError, match="FP8 targets: jetson-thor"):
+        commands(name, "fp8")
+
+
+def test_fp8_needs_a_strongly_typed_tensorrt():
+    with pytest.raises(ConfigError, match="strongly typed"):
+        commands(dataclasses.replace(get_target("jetson-thor"), tensorrt="8.6.2"), "fp8")
+
+
+def test_engine_build_records_the_profile_the_script_builds():
+    dla = engine_build(get_target("jetson-orin"), precision="int8", batch=(1, 4, 8), dla_core=0)
+    assert dla["batch"] == {"min": 4, "opt": 4, "max": 4} and dla["dla_core"] == 0
+    assert (
+        dla["engine"] == "model.int8.dla0.engine" and dla["onnx_role"] == "onnx" and dla["calibration_cache"]
+    )
+    # the script made from the recorded profile is the script made from the requested one
+    recorded = tuple(dla["batch"][k] for k in ("min", "opt", "max"))
+    assert commands(precision="int8", dla_core=0, batch=recorded) == commands(precision="int8", dla_core=0)
+    gpu = engine_build(get_target("jetson-thor"), precision="fp8", batch=(1, 1, 8), dla_core=None)
+    assert (
+        gpu["batch"] == {"min": 1, "opt": 1, "max": 8} and gpu["strongly_typed"] and gpu["dla_core"] is None
+    )
