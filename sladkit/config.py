@@ -323,7 +323,7 @@ class ExportConfig:
         "Deployment target; each is described under Targets below.",
     )
     out: str | None = _opt(None, "Bundle folder (default: deploy/<run name>-<target>).")
-    precision: Literal["fp32", "fp16", "int8"] | None = _opt(
+    precision: Literal["fp32", "fp16", "int8", "fp8"] | None = _opt(
         None, "Precision (default: the best the target supports)."
     )
     model: Literal["student", "teacher"] = _opt("student", "Which model of the run to export.")

@@ -262,3 +262,76 @@ def block_sensitivity(model_path, calibration, images, block_of: dict[str, str])
             )
             scores[block] = float(np.mean((run_onnx(onnxruntime_session(path), images) - reference) ** 2))
     return scores
+
+
+# ---------------------------------------------------------------- FP8 (E4M3)
+
+FP8_E4M3_MAX = 448.0  # largest finite FLOAT8E4M3FN (ONNX "Float stored in 8 bits" docs)
+INT8_MAX = 127.0  # symmetric INT8: ONNX Runtime's scale = amax / 127
+
+
+def convert_qdq_to_fp8(int8_path: str | Path, float_path: str | Path, out_path: str | Path) -> None:
+    """The symmetric INT8 Q/DQ model of `quantize_qdq`, turned into FP8 (E4M3) Q/DQ with the same ranges.
+
+    Why not ONNX Runtime's own FP8 mode: `quantize_static` takes `QuantType.QFLOAT8E4M3FN` (QDQ format, opset
+    >= 19) only with `CalibrationMethod.Distribution`, whose scale comes from each tensor's standard deviation,
+    so it cannot reuse sladkit's amax calibration. Here, as in NVIDIA ModelOpt's `int8_to_fp8` (max-calibrated
+    models): every scale becomes amax / 448 (= INT8 scale * 127 / 448), every zero point an FP8 zero, and each
+    weight is re-quantized from its FP32 value (in `float_path`) to E4M3, saturating at +-448.
+
+    Args:
+        int8_path: Output of `quantize_qdq` (symmetric INT8, biases float), opset >= 19.
+        float_path: The float model it was quantized from (its weights are re-quantized, not the INT8 ones).
+        out_path: Where to write the FP8 Q/DQ model.
+    """
+    import ml_dtypes
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(int8_path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 19:
+        raise ValueError(
+            f"FP8 QuantizeLinear/DequantizeLinear need ONNX opset >= 19; {int8_path} is opset {opset}"
+        )
+    floats = {
+        i.name: numpy_helper.to_array(i)
+        for i in onnx.load(str(float_path), load_external_data=True).graph.initializer
+    }
+    init = {i.name: i for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    ratio = INT8_MAX / FP8_E4M3_MAX
+
+    def replace(name: str, array: np.ndarray) -> None:
+        tensor = numpy_helper.from_array(array, name)
+        init[name].CopyFrom(tensor)
+
+    def to_fp8(values: np.ndarray) -> np.ndarray:
+        return np.clip(values, -FP8_E4M3_MAX, FP8_E4M3_MAX).astype(ml_dtypes.float8_e4m3fn)
+
+    scales = {n.input[1] for n in qdq}
+    zeros = {n.input[2] for n in qdq if len(n.input) > 2 and n.input[2]}
+    weights = {n.input[0]: n for n in qdq if n.op_type == "DequantizeLinear" and n.input[0] in init}
+    old_scale = {name: numpy_helper.to_array(init[name]).astype(np.float32) for name in scales}
+    for name, node in weights.items():
+        q = numpy_helper.to_array(init[name]).astype(np.float32)
+        scale = old_scale[node.input[1]]
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * q.ndim
+        if scale.size > 1:
+            shape[axis % q.ndim] = scale.size
+        original = name[: -len("_quantized")] if name.endswith("_quantized") else None
+        w = floats.get(original) if original else None
+        if w is None or w.shape != q.shape:
+            w = q * scale.reshape(shape)  # no float original: dequantize the INT8 weight
+        replace(name, to_fp8(w.astype(np.float32) / (scale * ratio).reshape(shape)))
+    for name in scales:
+        replace(name, (old_scale[name] * ratio).astype(np.float32))
+    for name in zeros:
+        if init[name].data_type != TensorProto.FLOAT8E4M3FN:
+            replace(name, np.zeros(tuple(init[name].dims), dtype=ml_dtypes.float8_e4m3fn))
+    quantized = {n.output[0] for n in qdq if n.op_type == "QuantizeLinear"}
+    kept = [v for v in model.graph.value_info if v.name not in quantized]  # their INT8 types are stale
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_path))
