@@ -334,6 +334,12 @@ class ExportConfig:
     max_accuracy_drop: float = _opt(
         1.0, "Largest INT8 accuracy (or mIoU) drop against FP32, in points (negative: INT8 must gain)."
     )
+    min_agreement: float = _opt(
+        90.0,
+        "Least share of validation images (pixels for segmentation) on which INT8 and FP32 predict the same "
+        "class, in percent.",
+        range=Range(0, 100),
+    )
     eval_images: int = _opt(
         1000, "Validation images used by the accuracy checks (at most).", range=AT_LEAST_1
     )

@@ -68,6 +68,18 @@ class ExportResult:
         return bundles.summary(self.manifest) + f"\nbundle written to {self.bundle}"
 
 
+def _gate_failure(kind: str, gate, config: ExportConfig) -> str:
+    """The accuracy gate's refusal: what was measured against what was asked, and the options to change."""
+    ci = f" (95 % CI [{gate.drop_ci95[0]:.2f}, {gate.drop_ci95[1]:.2f}])" if gate.drop_ci95 else ""
+    floats = f" even with {', '.join(gate.float_blocks)} in float" if gate.float_blocks else ""
+    return (
+        f"{kind} loses {gate.drop:.2f} points{ci} ({gate.int8_metric:.2f} vs FP32 {gate.fp32_metric:.2f}) and "
+        f"agrees with FP32 on {gate.agreement:.1f} % of the images{floats}; the gate asks for at most "
+        f"{config.max_accuracy_drop} points and at least {config.min_agreement} %: raise --max-accuracy-drop "
+        "or lower --min-agreement"
+    )
+
+
 def _log(message: str) -> None:
     print(f"export: {message}", file=sys.stderr)
 
@@ -195,14 +207,14 @@ def _export(
                 targets,
                 num_classes=num_classes,
                 max_drop=config.max_accuracy_drop,
+                min_agreement=config.min_agreement,
                 log=_log,
             )
             checks["int8_vs_fp32"] = gate.to_dict()
             if not gate.passed:
                 raise ExportError(
-                    f"INT8 loses {gate.drop:.2f} points ({gate.int8_metric:.2f} vs FP32 {gate.fp32_metric:.2f}) even "
-                    f"with {', '.join(gate.float_blocks)} in float; the budget is {config.max_accuracy_drop} points: "
-                    "raise --max-accuracy-drop, try another --calib-method, or use --precision fp16"
+                    _gate_failure("INT8", gate, config)
+                    + ", try another --calib-method, or use --precision fp16"
                 )
             problems = check_tensorrt_qdq(qdq)
             if problems:
@@ -219,14 +231,17 @@ def _export(
             cpu = work / "model.int8-cpu.onnx"
             quantize_cpu(core, cpu)
             gate = compare(
-                fp32_pred, predictions(cpu, images), targets, num_classes, [], config.max_accuracy_drop
+                fp32_pred,
+                predictions(cpu, images),
+                targets,
+                num_classes,
+                [],
+                config.max_accuracy_drop,
+                config.min_agreement,
             )
             checks["int8_cpu_vs_fp32"] = gate.to_dict()
             if not gate.passed:
-                raise ExportError(
-                    f"CPU INT8 loses {gate.drop:.2f} points ({gate.int8_metric:.2f} vs FP32 {gate.fp32_metric:.2f}); "
-                    f"the budget is {config.max_accuracy_drop}: raise --max-accuracy-drop or use --precision fp32"
-                )
+                raise ExportError(_gate_failure("CPU INT8", gate, config) + ", or use --precision fp32")
             artifacts.append(("model.int8-cpu.onnx", cpu, "int8"))
 
         # Metadata, optional baked preprocessing, then into the bundle.
@@ -339,22 +354,36 @@ def _quantize_fp8(unshared, work, calibration, images, targets, fp32_pred, num_c
     quantize_qdq(unshared, base, calibration)
     convert_qdq_to_fp8(base, unshared, fp8)
     budget = config.max_accuracy_drop
-    gate = compare(fp32_pred, predictions(fp8, images), targets, num_classes, [], budget)
+    gate = compare(
+        fp32_pred, predictions(fp8, images), targets, num_classes, [], budget, config.min_agreement
+    )
     _log(f"fp8: {gate.int8_metric:.2f} vs fp32 {gate.fp32_metric:.2f} (drop {gate.drop:.2f} points)")
     if not gate.passed:
         fallback = quantize_with_gate(
-            unshared, base, calibration, images, targets, num_classes=num_classes, max_drop=budget, log=_log
+            unshared,
+            base,
+            calibration,
+            images,
+            targets,
+            num_classes=num_classes,
+            max_drop=budget,
+            min_agreement=config.min_agreement,
+            log=_log,
         )
         convert_qdq_to_fp8(base, unshared, fp8)
         gate = compare(
-            fp32_pred, predictions(fp8, images), targets, num_classes, fallback.float_blocks, budget
+            fp32_pred,
+            predictions(fp8, images),
+            targets,
+            num_classes,
+            fallback.float_blocks,
+            budget,
+            config.min_agreement,
         )
         gate.sensitivity = fallback.sensitivity
     if not gate.passed:
         raise ExportError(
-            f"FP8 loses {gate.drop:.2f} points ({gate.int8_metric:.2f} vs FP32 {gate.fp32_metric:.2f}) even with "
-            f"{', '.join(gate.float_blocks) or 'no block'} in float; the budget is {budget} points: raise "
-            "--max-accuracy-drop, try another --calib-method, or use --precision fp16"
+            _gate_failure("FP8", gate, config) + ", try another --calib-method, or use --precision fp16"
         )
     problems = check_tensorrt_qdq(fp8, precision="fp8")
     if problems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -261,3 +262,21 @@ def test_dla_bundle_manifest_is_what_the_script_builds(run_dir, tmp_path):
     assert "--useDLACore=0" in script
     info = invoke("info", out).output
     assert "engine build: model.fp16.dla0.engine on DLA core 0, batch 4/4/4" in info
+
+
+def test_the_gate_refuses_int8_that_keeps_the_metric_but_not_the_predictions(run_dir, tmp_path, monkeypatch):
+    from sladkit.export import quantize
+
+    real = quantize.predictions
+
+    def other_model(path, images):  # every INT8 prediction moved to the next class
+        predicted = real(path, images)
+        return (predicted + 1) % 15 if "int8" in Path(path).name else predicted
+
+    monkeypatch.setattr(quantize, "predictions", other_model)
+    out = tmp_path / "bundle"
+    result = invoke("export", run_dir, "--out", out, *FAST, "--max-accuracy-drop", "100")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "agrees with FP32 on 0.0 % of the images" in result.output
+    assert "at least 90.0 %: raise --max-accuracy-drop or lower --min-agreement" in result.output
+    assert not out.exists()

@@ -180,3 +180,25 @@ def test_accuracy_gate_keeps_an_outlier_block_in_float(exported, tmp_path):
         log=lambda m: None,
     )
     assert not failing.passed  # an impossible budget fails with every block in float
+
+
+def test_the_gate_needs_agreement_as_well_as_the_metric():
+    from sladkit.export.quantize import compare
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 4, 400)
+    fp32 = np.where(rng.random(400) < 0.6, target, rng.integers(0, 4, 400))
+    changed = fp32.copy()  # every wrong prediction becomes another wrong class: same accuracy, other model
+    for i in np.flatnonzero(fp32 != target):
+        changed[i] = next(c for c in range(4) if c not in (fp32[i], target[i]))
+    gate = compare(fp32, changed, target, 4, [], budget=5.0, min_agreement=90.0)
+    assert gate.drop == 0.0 and gate.agreement < 80.0 and not gate.passed
+    assert compare(fp32, changed, target, 4, [], budget=5.0).passed  # the metric alone would pass it
+    same = compare(fp32, fp32, target, 4, [], budget=1.0, min_agreement=90.0)
+    assert same.passed and same.drop_ci95 == (0.0, 0.0)
+    worse = fp32.copy()
+    worse[np.flatnonzero(fp32 == target)[:40]] = (target[np.flatnonzero(fp32 == target)[:40]] + 1) % 4
+    lost = compare(fp32, worse, target, 4, [], budget=1.0)  # 40 of 400 images lost: 10 points
+    low, high = lost.drop_ci95
+    assert lost.drop == 10.0 and low <= 10.0 <= high and high - low > 2.0  # 400 images: CI of several points
+    assert lost.to_dict()["drop_ci95"] == [round(low, 4), round(high, 4)]
