@@ -122,7 +122,7 @@ def _onnx_file(path: Path) -> Artifact:
         labels=json.loads(meta["labels"]),
         transforms=json.loads(meta["transforms"]),
         in_graph=json.loads(meta.get("preprocess_in_graph", "false")),
-        precision="int8" if "int8" in path.name else "fp32",
+        precision=next((p for p in ("int8", "fp8", "fp16") if p in path.name), "fp32"),  # model.<p>.onnx
     )
 
 
