@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 
 from sladkit._progress import progress
+from sladkit.bundle import ACCURACY_BATCH
 from sladkit.export.calibrate import calibrate_int8, save_ort_ranges
 from sladkit.export.onnx import onnxruntime_session, run_onnx
 from sladkit.metrics import task_metric
@@ -163,7 +164,7 @@ def _without_preprocessing_hint():
 
 def predictions(model_path: str | Path, images: np.ndarray) -> np.ndarray:
     """Class per image (N,) or per pixel (N, H, W)."""
-    return run_onnx(onnxruntime_session(model_path), images).argmax(axis=1)
+    return run_onnx(onnxruntime_session(model_path), images, batch=ACCURACY_BATCH).argmax(axis=1)
 
 
 @dataclass

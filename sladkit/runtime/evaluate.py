@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sladkit.bundle import ACCURACY_BATCH
 from sladkit.config import EvalConfig
 from sladkit.data.images import load_mask
 from sladkit.data.transforms import eval_size
@@ -49,14 +50,18 @@ def eval_mask(transforms: dict, mask, num_classes: int) -> np.ndarray:
     return np.asarray(pil, dtype=np.int64)[top : top + crop, left : left + crop]
 
 
-def evaluate(model: RuntimeModel, data: str, *, batch: int = 32, limit: int | None = None) -> dict:
+def evaluate(
+    model: RuntimeModel, data: str, *, batch: int = ACCURACY_BATCH, limit: int | None = None
+) -> dict:
     """{"metric": "acc"|"miou", "value": percent, "images": n, "data", "split"} of `model` on `data`, with
     `ci95` (the 95 % Wilson interval, classification) and `top5` (classification with more than 5 classes)."""
     report = evaluate_report(model, data, batch=batch, limit=limit)
     return {k: v for k, v in report.items() if k not in ("per_class", "confusion_matrix", "labels")}
 
 
-def evaluate_report(model: RuntimeModel, data: str, *, batch: int = 32, limit: int | None = None) -> dict:
+def evaluate_report(
+    model: RuntimeModel, data: str, *, batch: int = ACCURACY_BATCH, limit: int | None = None
+) -> dict:
     """`evaluate`'s numbers plus `labels`, `per_class` and `confusion_matrix` (rows true, columns predicted;
     images for classification, pixels for segmentation)."""
     EvalConfig(batch=batch, limit=limit)  # refuses out-of-range numbers
