@@ -18,8 +18,11 @@ safetensors with timm keys to `--export` (default: the package's weights folder,
 `sladkit.models.backbones.create_backbone(..., pretrained=True)` loads for the tiny models), with the
 pretext curves (`curves.png`) and `metrics.jsonl` in `--run`.
 
-    python tools/pretrain_tiny_pair.py --steps 7000            # the shipped weights' recipe
-    python tools/pretrain_tiny_pair.py --steps 7000 --resume   # after a kill
+    # the shipped weights' recipe: two stages, the second starting from the first's backbones (--init)
+    python tools/pretrain_tiny_pair.py --export runs/pretrain-tiny-pair/weights
+    python tools/pretrain_tiny_pair.py --init runs/pretrain-tiny-pair/weights --seed 1 --steps 12000 \
+        --kd-ramp 0 --run runs/pretrain-stage2
+    python tools/pretrain_tiny_pair.py ... --resume             # after a kill: the same options + --resume
     python tools/pretrain_tiny_pair.py --smoke --run /tmp/p --export /tmp/w   # seconds; for the tests
 """
 
