@@ -226,6 +226,20 @@ def _pm(entry: dict | None, digits: int = 1) -> str:
     return f"{entry['mean']:.{digits}f} ± {entry['half_width']:.{digits}f}"
 
 
+def seeds_of(args: dict, task: str) -> int:
+    """The number of seeds `task` ran with (`args["seeds"]`: {"": default, task: count})."""
+    return args["seeds"].get(task, args["seeds"][""])
+
+
+def _seeds_text(args: dict) -> str:
+    """`0-11 (cls), 0-4 (seg)`: each task's seeds."""
+    parts = []
+    for task in args["tasks"].split(","):
+        n = seeds_of(args, task)
+        parts.append(f"{'0' if n == 1 else f'0–{n - 1}'} ({task})")
+    return ", ".join(parts)
+
+
 def markdown(report: dict) -> list[str]:
     a = report["args"]
     lines = ["# Methods: SLAD against the baselines, with 95 % confidence intervals", ""]
@@ -236,7 +250,7 @@ def markdown(report: dict) -> list[str]:
     lines += [
         _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
         "",
-        f"Command: `{report['command']}`. Seeds {list(range(a['seeds']))}; {a['epochs']} epochs per stage; "
+        f"Command: `{report['command']}`. Seeds {_seeds_text(a)}; {a['epochs']} epochs per stage; "
         f"synthetic tasks: {a['train_images']} training images, {a['val_images']} (cls) / "
         f"{a['seg_val_images']} (seg) validation images; pair: {report['pair']}. Total benchmark time "
         f"{report['total_s'] / 60:.1f} min ({a['jobs']} parallel run(s), {a['threads'] or 'default'} torch "

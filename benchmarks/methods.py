@@ -61,7 +61,12 @@ TEACHER, STUDENT = "sladkit_vit_192_p8", "sladkit_vit_96_p8"
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _common.add_common_args(p)
-    p.add_argument("--seeds", type=int, default=5, help="seeds per method and task (0..N-1)")
+    p.add_argument(
+        "--seeds",
+        type=seeds_spec,
+        default={"": 5},
+        help="seeds per method and task (0..N-1): N, or N with per-task overrides, e.g. 12,seg=5,digits=4",
+    )
     p.add_argument("--epochs", type=int, default=8, help="epochs (per stage for two-stage methods)")
     p.add_argument("--train-images", type=int, default=800, help="labelled training images (synthetic)")
     p.add_argument("--val-images", type=int, default=2000, help="validation images of the synthetic cls task")
@@ -108,7 +113,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "process and comparable only with each other",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
-    p.add_argument("--work", type=Path, default=None, help="folder for the run folders (default: a temp dir)")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="folder for the run folders (default: a temp dir); a rerun with the same --work resumes: runs "
+        "whose result is in WORK/rows with the same configuration are not trained again",
+    )
     p.add_argument("--plan-only", action="store_true", help="print the runs and the estimate, train nothing")
     p.add_argument("--reduced", default=None, help="label the results as reduced, with this reason")
     args = p.parse_args(argv)
@@ -116,6 +127,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.teacher_weights = args.teacher_weights or Path(pair["teacher_weights"])
     args.student_weights = args.student_weights or Path(pair["student_weights"])
     return args
+
+
+def seeds_spec(text: str) -> dict[str, int]:
+    """`12,seg=5` -> {"": 12, "seg": 5}: the default count under "", then per-task counts."""
+    counts = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        task, _, value = item.rpartition("=")
+        try:
+            counts[task] = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not N or TASK=N") from None
+        if counts[task] < 1:
+            raise argparse.ArgumentTypeError(f"{item!r}: the number of seeds must be at least 1")
+    if "" not in counts:
+        raise argparse.ArgumentTypeError(f"{text!r} names no default count: start with N, e.g. 5,{text}")
+    return counts
+
+
+def seeds_of(args: argparse.Namespace, task: str) -> int:
+    return args.seeds.get(task, args.seeds[""])
 
 
 def _init_worker(threads: int | None) -> None:
@@ -270,7 +301,7 @@ def plan(args: argparse.Namespace, work: Path) -> list[dict]:
     check_tasks(tasks)
     jobs = []
     for task in tasks:
-        for seed in range(args.seeds):
+        for seed in range(seeds_of(args, task)):
             data = task_data(args, task, seed)
             order = methods[seed % len(methods) :] + methods[: seed % len(methods)]
             for method in order:
@@ -348,6 +379,38 @@ def print_plan(jobs: list[dict], args: argparse.Namespace) -> None:
     print(line, flush=True)
 
 
+# ------------------------------------------------------------------------------------------ resume
+def _fingerprint(job: dict, salt: str) -> str:
+    """What makes a run's result reusable: its whole configuration and the weights' contents."""
+    text = json.dumps({"config": job["config"], "tags": job["tags"]}, sort_keys=True) + salt
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def save_row(folder: Path, job: dict, row: dict, salt: str) -> None:
+    """Keep one finished run's row (atomically), so that a killed benchmark resumes after it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{Path(job['config']['out']).name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": _fingerprint(job, salt), "row": row}))
+    tmp.replace(path)
+
+
+def resumed_rows(jobs: list[dict], folder: Path, salt: str) -> tuple[list[dict], list[dict]]:
+    """(rows kept from an earlier invocation with the same --work, jobs still to run)."""
+    rows, todo = [], []
+    for job in jobs:
+        path = folder / f"{Path(job['config']['out']).name}.json"
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            saved = None
+        if saved and saved.get("fingerprint") == _fingerprint(job, salt):
+            rows.append(saved["row"])
+        else:
+            todo.append(job)
+    return rows, todo
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -355,7 +418,7 @@ def _sha256(path: Path) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.smoke:
-        args.seeds, args.epochs = min(args.seeds, 2), 1
+        args.seeds, args.epochs = {k: min(n, 2) for k, n in args.seeds.items()}, 1
         args.train_images, args.val_images, args.seg_val_images = 32, 16, 16
         args.real_max_images = args.real_max_images or 120
     machine = _common.machine_info(jobs=args.jobs, threads=args.threads)
@@ -369,20 +432,27 @@ def main(argv=None) -> dict:
         print_plan(jobs, args)
         if args.plan_only:
             return {"jobs": jobs}
-        rows = []
+        salt = "" if args.smoke else _sha256(args.teacher_weights) + _sha256(args.student_weights)
+        rows, todo = resumed_rows(jobs, work / "rows", salt)
+        if rows:
+            print(f"resumed {len(rows)} finished run(s) from {work / 'rows'}", flush=True)
+
+        def finished(job: dict, row: dict) -> None:
+            rows.append(row)
+            save_row(work / "rows", job, row, salt)
+            print(_progress(row, len(rows), len(jobs)), flush=True)
+
         if args.jobs > 1:
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(args.jobs, ctx, _init_worker, (args.threads,)) as pool:
-                for row in pool.map(train_one, jobs):
-                    rows.append(row)
-                    print(_progress(row, len(rows), len(jobs)), flush=True)
+                for job, row in zip(todo, pool.map(train_one, todo), strict=True):
+                    finished(job, row)
         else:
             _init_worker(args.threads)
-            for job in jobs:
-                rows.append(train_one(job))
-                print(_progress(rows[-1], len(rows), len(jobs)), flush=True)
+            for job in todo:
+                finished(job, train_one(job))
     report_.add_time_to_accuracy(rows, args.tta_fraction)
     summary, pairs, ratios = report_.summarise(rows), report_.paired(rows), report_.tta_ratios(rows)
     pair = (
