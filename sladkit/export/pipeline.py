@@ -24,6 +24,8 @@ from sladkit._outdir import check_out, locked
 from sladkit.config import ExportConfig
 from sladkit.errors import ConfigError
 from sladkit.export.calib_cache import write_calibration_cache
+from sladkit.export.cpu_int8 import FORM as CPU_INT8_FORM
+from sladkit.export.cpu_int8 import quantize_cpu
 from sladkit.export.data import calibration_array, validation_arrays
 from sladkit.export.onnx import (
     INPUT,
@@ -42,7 +44,6 @@ from sladkit.export.quantize import (
     compare,
     convert_qdq_to_fp8,
     predictions,
-    quantize_cpu,
     quantize_qdq,
     quantize_with_gate,
     unshare_initializers,
@@ -57,6 +58,11 @@ from sladkit.runtime import device
 
 PARITY_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| on logits
 CALIBRATED = ("int8", "fp8")  # TensorRT precisions whose Q/DQ ranges come from calibration
+
+
+def _calibrated(target, precision: str) -> bool:
+    """Whether this export calibrates: TensorRT INT8/FP8, and the CPU target's INT8 (static U8S8 Q/DQ)."""
+    return precision in CALIBRATED if target.runtime == "tensorrt" else precision == "int8"
 
 
 @dataclass
@@ -96,10 +102,10 @@ def run(config: ExportConfig) -> ExportResult:
         )
     if config.dla_core is not None and precision == "fp32":
         raise ConfigError("DLA runs FP16 or INT8 only; pass --precision fp16 or int8 with --dla-core")
-    if config.calib_data and not (precision in CALIBRATED and target.runtime == "tensorrt"):
+    if config.calib_data and not _calibrated(target, precision):
         raise ConfigError(
-            f"--calib-data calibrates TensorRT INT8; target {target.name} at {precision} uses no calibration "
-            "(the cpu target's INT8 is ONNX Runtime's dynamic quantization): drop --calib-data"
+            f"--calib-data calibrates INT8 (and FP8); target {target.name} at {precision} uses no calibration: "
+            "drop --calib-data, or export with --precision int8"
         )
     run_dir = Path(config.run_dir)
     out = Path(config.out) if config.out else Path("deploy") / f"{run_dir.name}-{target.name}"
@@ -129,7 +135,7 @@ def _export(
         )
     images, targets = validation_arrays(run_config, config.eval_images)
     calib, calib_source = (None, None)
-    if precision in CALIBRATED and target.runtime == "tensorrt":
+    if _calibrated(target, precision):
         calib, calib_source = calibration_array(
             run_config, config.calib_data, config.calib_images, seed=run_config["train"]["seed"]
         )
@@ -176,8 +182,8 @@ def _export(
 
         artifacts = [("model.onnx", core, "fp32")]
         calibration_info = None
-        # 4-6. INT8 (and FP8, from the same calibration).
-        if precision in CALIBRATED and target.runtime == "tensorrt":
+        # 4-6. INT8 (and FP8, from the same calibration; the CPU INT8 too).
+        if _calibrated(target, precision):
             unshared = work / "unshared.onnx"
             unshare_initializers(core, unshared)
             t0 = time.perf_counter()
@@ -229,19 +235,25 @@ def _export(
                 artifacts.append(("calib.cache", cache, "int8"))
         elif precision == "int8":
             cpu = work / "model.int8-cpu.onnx"
-            quantize_cpu(core, cpu)
-            gate = compare(
-                fp32_pred,
-                predictions(cpu, images),
+            gate = quantize_with_gate(
+                unshared,
+                cpu,
+                calibration,
+                images,
                 targets,
-                num_classes,
-                [],
-                config.max_accuracy_drop,
-                config.min_agreement,
+                num_classes=num_classes,
+                max_drop=config.max_accuracy_drop,
+                min_agreement=config.min_agreement,
+                log=_log,
+                quantizer=quantize_cpu,
+                kind="cpu int8",
             )
-            checks["int8_cpu_vs_fp32"] = gate.to_dict()
+            checks["int8_cpu_vs_fp32"] = {**gate.to_dict(), "form": CPU_INT8_FORM}
             if not gate.passed:
-                raise ExportError(_gate_failure("CPU INT8", gate, config) + ", or use --precision fp32")
+                raise ExportError(
+                    _gate_failure("CPU INT8", gate, config)
+                    + ", try another --calib-method, or use --precision fp32"
+                )
             artifacts.append(("model.int8-cpu.onnx", cpu, "int8"))
 
         # Metadata, optional baked preprocessing, then into the bundle.

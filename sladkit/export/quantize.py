@@ -7,9 +7,8 @@ Adds stay float, since ViTs lose accuracy when those are quantized.
 Calibration (`sladkit.export.calibrate`) is done once over *every* tensor, so the same ranges feed the
 Q/DQ model (through ONNX Runtime's calibration cache) and TensorRT's calibration cache.
 
-CPU (ONNX Runtime on x86/ARM): symmetric S8S8 Q/DQ runs slower than FP32 there; `quantize_dynamic`
-(U8 activations computed per batch, S8 weights, MatMul/Gemm) is the fast form, measured in
-`benchmarks/cpu_int8.py`.
+CPU (ONNX Runtime on x86/ARM): symmetric S8S8 Q/DQ runs slower than FP32 there; the CPU artifact is a
+static U8S8 Q/DQ model from the same calibration (`sladkit.export.cpu_int8`), under the same gate.
 """
 
 from __future__ import annotations
@@ -127,20 +126,6 @@ def quantize_qdq(
         )
 
 
-def quantize_cpu(model_path: str | Path, out_path: str | Path) -> None:
-    """INT8 for ONNX Runtime on CPUs: dynamic quantization (U8 activations per batch, S8 weights)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _without_preprocessing_hint():
-        quantize_dynamic(
-            str(model_path),
-            str(out_path),
-            op_types_to_quantize=["MatMul", "Gemm"],
-            weight_type=QuantType.QInt8,
-            per_channel=False,
-        )
-
-
 class _PreprocessingHint(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "pre-processing before quantization" not in record.getMessage()
@@ -247,19 +232,26 @@ def quantize_with_gate(
     max_drop: float,
     min_agreement: float = 0.0,
     log=print,
+    quantizer=None,
+    kind: str = "int8",
 ) -> GateResult:
     """Q/DQ INT8 within an accuracy budget: if the drop exceeds `max_drop` points, rank the blocks by
     sensitivity (output error with that block alone quantized) and keep the most sensitive ones in float
     until the budget holds. `passed` is False when even that fails.
+
+    Args:
+        quantizer: `quantize_qdq` (TensorRT, the default) or `cpu_int8.quantize_cpu`: same signature.
+        kind: the name the log lines give the model.
     """
+    quantizer = quantizer or quantize_qdq
     fp32_pred = predictions(model_path, images)
-    quantize_qdq(model_path, out_path, calibration)
+    quantizer(model_path, out_path, calibration)
     result = compare(
         fp32_pred, predictions(out_path, images), target, num_classes, [], max_drop, min_agreement
     )
     low, high = result.drop_ci95 or (float("nan"), float("nan"))
     log(
-        f"int8: {result.int8_metric:.2f} vs fp32 {result.fp32_metric:.2f} (drop {result.drop:.2f} points, 95 % "
+        f"{kind}: {result.int8_metric:.2f} vs fp32 {result.fp32_metric:.2f} (drop {result.drop:.2f} points, 95 % "
         f"CI [{low:.2f}, {high:.2f}]; agreement {result.agreement:.1f} %)"
     )
     if result.passed:
@@ -269,17 +261,15 @@ def quantize_with_gate(
     where = node_blocks(model_path)  # through the weights' names, so onnxsim's node names do not matter
     block_of = {n: where[n].block if n in where else OTHER for n in nodes}
     blocks = sorted(set(block_of.values()), key=block_order)
-    sensitivity = block_sensitivity(model_path, calibration, images, block_of)
+    sensitivity = block_sensitivity(model_path, calibration, images, block_of, quantizer=quantizer)
     ranked = sorted(blocks, key=lambda b: -sensitivity[b])
     log(
-        f"int8 over budget ({max_drop} points, {min_agreement} % agreement): sensitivity "
+        f"{kind} over budget ({max_drop} points, {min_agreement} % agreement): sensitivity "
         + ", ".join(f"{b} {sensitivity[b]:.4f}" for b in ranked)
     )
     for k in range(1, len(ranked) + 1):
         kept = ranked[:k]
-        quantize_qdq(
-            model_path, out_path, calibration, exclude_nodes=[n for n in nodes if block_of[n] in kept]
-        )
+        quantizer(model_path, out_path, calibration, exclude_nodes=[n for n in nodes if block_of[n] in kept])
         result = compare(
             fp32_pred, predictions(out_path, images), target, num_classes, kept, max_drop, min_agreement
         )
@@ -290,19 +280,23 @@ def quantize_with_gate(
     return result
 
 
-def block_sensitivity(model_path, calibration, images, block_of: dict[str, str]) -> dict[str, float]:
+def block_sensitivity(
+    model_path, calibration, images, block_of: dict[str, str], *, quantizer=None
+) -> dict[str, float]:
     """Mean squared output error against FP32 with one block at a time quantized.
 
     Args:
         block_of: quantizable node name -> its block (`sladkit.onnx_blocks.node_blocks`).
+        quantizer: as in `quantize_with_gate` (default `quantize_qdq`).
     """
+    quantizer = quantizer or quantize_qdq
     reference = run_onnx(onnxruntime_session(model_path), images)
     scores = {}
     with tempfile.TemporaryDirectory(prefix="sladkit-sens-") as tmp:
         path = Path(tmp) / "one_block.onnx"
         blocks = sorted(set(block_of.values()), key=block_order)
         for block in progress(blocks, desc="INT8 gate: block sensitivity"):
-            quantize_qdq(
+            quantizer(
                 model_path, path, calibration, include_nodes=[n for n, b in block_of.items() if b == block]
             )
             scores[block] = float(np.mean((run_onnx(onnxruntime_session(path), images) - reference) ** 2))

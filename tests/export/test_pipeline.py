@@ -157,7 +157,7 @@ def broken_runs(run_dir, tmp_path):
         (["{run}", "--target", "jetson-nano", "--precision", "int8"], "no INT8; use --precision fp16"),
         (["{run}", "--calib-data", "{empty}"], "holds no images"),
         (["{run}", "--calib-data", "{few}"], "has 3 readable images; at least 8"),
-        (["{run}", "--target", "cpu", "--calib-data", "{few}"], "--calib-data calibrates TensorRT INT8"),
+        (["{run}", "--target", "cpu", "--precision", "fp32", "--calib-data", "{few}"], "uses no calibration"),
         (["{run}", "--calib-images", "4"], "--calib-images must be >= 8 (got 4)"),
         (["{run}", "--out", "{exists}"], "holds files that are not a sladkit bundle"),
         (["{run}", "--batch", "8,1,1"], "--batch must be MIN,OPT,MAX"),
