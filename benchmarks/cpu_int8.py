@@ -314,7 +314,7 @@ def _targets(rows: list[dict], real: dict | None) -> list[dict]:
     if real:
         out.append(
             {
-                "target": f"accuracy drop <= {TARGET_DROP} points on {Path(real['data'].get('path', '?')).name}",
+                "target": f"accuracy drop <= {TARGET_DROP} points on {Path(real['data'].get('source', '?')).name}",
                 "measured": f"{real['drop_points']:.2f} points (95 % CI {real['drop_ci95']})",
                 "met": real["drop_points"] <= TARGET_DROP,
             }
@@ -358,7 +358,7 @@ def _markdown(data: dict) -> str:
     if real:
         lines += [
             "",
-            f"## Accuracy on real data ({real['images']} val images of `{real['data'].get('path', '?')}`)",
+            f"## Accuracy on real data ({real['images']} val images of `{real['data'].get('source', '?')}`)",
             "",
             f"`sladkit export --target cpu` (calibration: {real['calibration']}): FP32 {real['fp32_metric']:.2f} %, "
             f"CPU INT8 {real['int8_cpu_metric']:.2f} % (drop {real['drop_points']:.2f} points, 95 % CI "
