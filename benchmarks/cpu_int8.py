@@ -282,11 +282,12 @@ def main() -> None:
         "uptime_end": uptime(),
     }
     targets = _targets(rows, real)
-    command = "benchmarks/cpu_int8.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}"
+    options = [
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
         for k, v in vars(args).items()
         if v not in (None, False) and k != "results"
-    )
+    ]
+    command = "benchmarks/cpu_int8.py " + " ".join(options)
     args.results.mkdir(parents=True, exist_ok=True)
     data = {"machine": machine, "command": command, "peaks": [peak, peak_end], "rows": rows, "real": real}
     data["targets"] = targets
