@@ -2,7 +2,7 @@
 
 A run of the tiny pretrained pair (SLAD, synthetic classification, `--train-epochs`) is exported twice per
 model with sladkit's public API (`sladkit.export.run`): `--target cpu --precision int8` (model.onnx FP32 +
-model.int8-cpu.onnx, ONNX Runtime dynamic INT8) and `--target jetson-orin --precision int8`
+model.int8-cpu.onnx, sladkit's static U8S8 CPU INT8) and `--target jetson-orin --precision int8`
 (model.int8.onnx, the explicit Q/DQ artifact meant for TensorRT, here run on ONNX Runtime's CPU provider
 as a reference). Forms, each at batch 1 and 8 and with 1 and 2 threads:
 
