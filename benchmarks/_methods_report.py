@@ -256,6 +256,15 @@ def markdown(report: dict) -> list[str]:
         f"{report['total_s'] / 60:.1f} min ({a['jobs']} parallel run(s), {a['threads'] or 'default'} torch "
         "thread(s) each).",
         "",
+    ]
+    if report.get("resumed"):
+        lines += [
+            f"**{report['resumed']} of {len(report['rows'])} runs were resumed** from `--work`'s saved rows: "
+            "they were trained by an earlier invocation, so the total time and the load above are this "
+            "invocation's, not theirs (see the notes below).",
+            "",
+        ]
+    lines += [
         "All metrics in percent: top-1 accuracy (cls, real datasets), mIoU (seg). **± is the 95 % confidence "
         "interval of the mean over seeds** (Student t, n − 1 degrees of freedom; every seed draws its own "
         "scenes or split and initialisation, the same for every method). *one run ±*: the Wilson 95 % "

@@ -434,6 +434,7 @@ def main(argv=None) -> dict:
             return {"jobs": jobs}
         salt = "" if args.smoke else _sha256(args.teacher_weights) + _sha256(args.student_weights)
         rows, todo = resumed_rows(jobs, work / "rows", salt)
+        resumed = len(rows)
         if rows:
             print(f"resumed {len(rows)} finished run(s) from {work / 'rows'}", flush=True)
 
@@ -471,6 +472,7 @@ def main(argv=None) -> dict:
         if args.smoke
         else {"teacher": _sha256(args.teacher_weights), "student": _sha256(args.student_weights)},
         "total_s": round(time.perf_counter() - started, 1),
+        "resumed": resumed,
         "summary": summary,
         "paired": pairs,
         "tta_ratios": ratios,
