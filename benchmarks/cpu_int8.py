@@ -64,11 +64,16 @@ def build(name: str, size: int, kwargs: dict) -> TaskModel:
     return TaskModel(backbone, head).eval()
 
 
+SPINNING = False  # --spinning: ORT's default, intra-op threads spin after each run (see --help)
+
+
 def session(model, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not SPINNING:  # interleaved sessions: one session's spinning threads would compete with the next's
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = str(model) if isinstance(model, Path) else model
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
@@ -252,7 +257,17 @@ def main() -> None:
     parser.add_argument("--with-qdq", action="store_true", help="also time the TensorRT S8S8 Q/DQ form")
     parser.add_argument("--real-run", type=Path, help="a run trained on a real dataset: accuracy drop")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--spinning",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="let ORT's intra-op threads spin after each run (ORT's default). Off by default here: with forms "
+        "interleaved, one session's spinning threads compete with the next session's run on 2 cores (measured: "
+        "ViT-S/14 batch 1 FP32 110 ms spinning vs 85 ms not, the static INT8 69 vs 38 ms)",
+    )
     args = parser.parse_args()
+    global SPINNING
+    SPINNING = args.spinning
 
     start = uptime()
     peak = peaks(args.threads)
@@ -274,6 +289,7 @@ def main() -> None:
         "processor": _cpu_name(),
         "cores": os.cpu_count(),
         "vnni": _has_flag("avx512_vnni") or _has_flag("avx_vnni"),
+        "spinning": SPINNING,
         "threads": args.threads,
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
@@ -345,6 +361,14 @@ def _markdown(data: dict) -> str:
     lines += [
         "",
         "## Latency (medians, p10-p90 in brackets, forms interleaved) and agreement with FP32 (32 random images)",
+        "",
+        "ORT intra-op thread spinning: "
+        + (
+            "on (ORT's default; interleaved sessions compete with each other's spinning threads)."
+            if data["machine"].get("spinning")
+            else "off (`session.intra_op.allow_spinning = 0` in every session, so that interleaved sessions do "
+            "not compete with each other's spinning threads; `--spinning` measures ORT's default)."
+        ),
         "",
         "| model | batch | form | median ms (p10-p90) | vs FP32 | vs ORT dynamic | top-1 agreement | cosine | MB |",
         "|---|---|---|---|---|---|---|---|---|",

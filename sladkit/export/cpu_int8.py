@@ -8,13 +8,16 @@ MatMulIntegerToFloat, QLinearMatMul); LayerNorm, Softmax, GELU and the residual 
 
 Why not ONNX Runtime's dynamic quantization (the former artifact): it is what a user gets in one line, and
 its activation ranges are taken from each batch, so a model's output (and accuracy) depends on what else
-is in the batch. The static form is as fast or faster here (both run the same VNNI integer GEMMs; the
-attention MatMuls are INT8 only in the static form), gives the same output for an image whatever the batch,
-and is calibrated like the TensorRT artifact.
+is in the batch. The static form gives the same output for an image whatever the batch, is calibrated
+like the TensorRT artifact (with the same gate and per-block fallback), and is a plain Q/DQ model other
+runtimes read. Its speed (benchmarks/results/cpu_int8.md, quiet machine): level with dynamic on a ViT-S/14 at
+224 px (0.97x / 1.02x at batch 1 / 8; both run the same VNNI integer GEMMs, the attention MatMuls are INT8
+only in the static form), about 15 % slower on the tiny 32 px student, whose time is mostly per-node overhead
+(its QuantizeLinear nodes).
 
 Why U8S8: on x86-64 ONNX Runtime's integer GEMMs take U8 activations and S8 weights (its QDQ default S8S8
-runs slower than FP32 there, `docs/deploy-facts.md`); on ARM64 U8S8 and S8S8 are both exact (UDOT/SDOT
-kernels). `reduce_range` is left off: the 7-bit weights it makes only help x86 CPUs without VNNI, where the
+runs slower than FP32 there, `docs/deploy-facts.md`); on ARM64 we expect U8S8 and S8S8 to be exact (UDOT/SDOT
+kernels; not tested: no ARM64 machine here). `reduce_range` is left off: the 7-bit weights it makes only help x86 CPUs without VNNI, where the
 16-bit intermediate sums of VPMADDUBSW can saturate (ONNX Runtime's `quantize_static` docstring); on such
 a machine the accuracy gate, run with ONNX Runtime on the exporting machine, sees the saturated model.
 """
