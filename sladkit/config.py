@@ -331,6 +331,12 @@ class ExportConfig:
     calib_data: str | None = _opt(None, "Calibration images folder (default: the run's training data).")
     calib_images: int = _opt(512, "Number of calibration images.", range=Range(8))
     calib_method: Literal["entropy", "minmax", "percentile"] = _opt("entropy", "INT8 calibration method.")
+    quantizer: Literal["sladkit", "modelopt"] = _opt(
+        "sladkit",
+        "Who places the Q/DQ nodes of the TensorRT INT8 model (model.int8.onnx): sladkit's own quantizer, or "
+        "NVIDIA ModelOpt (pip install 'sladkit[modelopt]') fed with sladkit's calibration; TensorRT targets "
+        "at --precision int8 only.",
+    )
     max_accuracy_drop: float = _opt(
         1.0, "Largest INT8 accuracy (or mIoU) drop against FP32, in points (negative: INT8 must gain)."
     )

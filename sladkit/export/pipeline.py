@@ -23,6 +23,7 @@ from sladkit._atomic import atomic_dir, remove_stale_temporaries, work_dir
 from sladkit._outdir import check_out, locked
 from sladkit.config import ExportConfig
 from sladkit.errors import ConfigError
+from sladkit.export import modelopt_backend
 from sladkit.export.calib_cache import write_calibration_cache
 from sladkit.export.cpu_int8 import FORM as CPU_INT8_FORM
 from sladkit.export.cpu_int8 import quantize_cpu
@@ -102,6 +103,13 @@ def run(config: ExportConfig) -> ExportResult:
         )
     if config.dla_core is not None and precision == "fp32":
         raise ConfigError("DLA runs FP16 or INT8 only; pass --precision fp16 or int8 with --dla-core")
+    if config.quantizer != "sladkit":
+        if target.runtime != "tensorrt" or precision != "int8":
+            raise ConfigError(
+                f"--quantizer {config.quantizer} quantizes the TensorRT INT8 model only; target {target.name} "
+                f"at {precision} has none: drop --quantizer, or export a TensorRT target with --precision int8"
+            )
+        modelopt_backend.check_available()
     if config.calib_data and not _calibrated(target, precision):
         raise ConfigError(
             f"--calib-data calibrates INT8 (and FP8); target {target.name} at {precision} uses no calibration: "
@@ -215,8 +223,11 @@ def _export(
                 max_drop=config.max_accuracy_drop,
                 min_agreement=config.min_agreement,
                 log=_log,
+                quantizer=modelopt_backend.quantize_modelopt if config.quantizer == "modelopt" else None,
             )
-            checks["int8_vs_fp32"] = gate.to_dict()
+            checks["int8_vs_fp32"] = {**gate.to_dict(), "quantizer": config.quantizer}
+            if config.quantizer == "modelopt":
+                checks["int8_vs_fp32"]["modelopt"] = modelopt_backend.modelopt_version()
             if not gate.passed:
                 raise ExportError(
                     _gate_failure("INT8", gate, config)
@@ -225,8 +236,8 @@ def _export(
             problems = check_tensorrt_qdq(qdq)
             if problems:
                 raise ExportError(
-                    f"model.int8.onnx holds {len(problems)} Q/DQ node(s) TensorRT cannot take, e.g. {problems[0]}; "
-                    "this is a sladkit bug: please report it"
+                    f"model.int8.onnx (--quantizer {config.quantizer}) holds {len(problems)} Q/DQ node(s) TensorRT "
+                    f"cannot take, e.g. {problems[0]}; this is a sladkit bug: please report it"
                 )
             artifacts.append(("model.int8.onnx", qdq, "int8"))
             if target.tensorrt is None or int(target.tensorrt.split(".")[0]) <= 10:
