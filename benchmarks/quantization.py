@@ -8,12 +8,16 @@ segmentation) is exported with sladkit's public API (`sladkit.export.run(ExportC
   each `--calib-method` (entropy, minmax, percentile), once without the fallback (`--max-accuracy-drop`
   100: every block quantized) and once with it (`--max-accuracy-drop` = `--budget`, 0.5 points by default:
   the most sensitive blocks are kept in float until the drop fits, or export fails and says so);
-- `--target cpu --precision int8` (ONNX Runtime dynamic INT8: no calibration).
+  and each `--quantizers` entry: sladkit's own quantizer and/or NVIDIA ModelOpt (`--quantizer modelopt`;
+  run the script with `.venv/modelopt/bin/python`, which `make test-modelopt` builds);
+- `--target cpu --precision int8` (the static U8S8 CPU artifact, calibrated the same way).
 
 The numbers are the bundle manifest's checks (INT8 vs FP32 metric on the validation split, top-1 / pixel
-agreement, blocks kept in float) and its calibration time.
+agreement, blocks kept in float), its calibration time, and the Q/DQ placement of the INT8 model: the
+DequantizeLinear nodes counted by the op type they feed.
 
 Run:  .venv/bin/python benchmarks/quantization.py
+      .venv/modelopt/bin/python benchmarks/quantization.py --tasks cls --calib-methods entropy --quantizers sladkit,modelopt
       .venv/bin/python benchmarks/quantization.py --smoke --results /tmp/r
 Writes <results>/quantization.json and .md.
 """
@@ -42,6 +46,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-images", type=int, default=500, help="validation images = the accuracy check set")
     p.add_argument("--calib-images", type=int, default=512)
     p.add_argument("--budget", type=float, default=0.5, help="--max-accuracy-drop of the fallback exports")
+    p.add_argument(
+        "--calib-methods", default=",".join(CALIB_METHODS), help="comma-separated --calib-method values"
+    )
+    p.add_argument(
+        "--quantizers",
+        default="sladkit",
+        help="comma-separated --quantizer values for the TensorRT Q/DQ model (sladkit, modelopt)",
+    )
     return p.parse_args(argv)
 
 
@@ -61,6 +73,20 @@ def train_run(args, task: str, out: Path) -> Path:
     if args.smoke:
         values.update(batch_size=16)
     return run(TrainConfig(**values)).run_dir
+
+
+def qdq_placement(model_path: Path) -> dict[str, int]:
+    """DequantizeLinear nodes by the op type of the node they feed (weights and activations together)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    dq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in dq:
+                counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def export(args, run_dir: Path, out: Path, **options) -> dict:
@@ -86,6 +112,7 @@ def export(args, run_dir: Path, out: Path, **options) -> dict:
     checks = manifest["checks"]
     gate = checks.get("int8_vs_fp32") or checks.get("int8_cpu_vs_fp32")
     calibration = manifest.get("calibration") or {}
+    int8 = next((a["file"] for a in manifest["artifacts"] if a["file"].startswith("model.int8")), None)
     return {
         "ok": True,
         "fp32": gate["fp32_metric"],
@@ -96,6 +123,7 @@ def export(args, run_dir: Path, out: Path, **options) -> dict:
         "calibration_s": calibration.get("seconds"),
         "calibration_images": calibration.get("images"),
         "export_s": round(time.perf_counter() - t0, 2),
+        "dq_feeds": qdq_placement(out / int8) if int8 else {},
     }
 
 
@@ -110,27 +138,41 @@ def main(argv=None) -> dict:
         work = Path(tmp)
         for task in args.tasks.split(","):
             run_dir = train_run(args, task, work / f"run-{task}")
+            methods = args.calib_methods.split(",")
             cases = [
-                (method, fallback)
-                for method in (CALIB_METHODS[:1] if args.smoke else CALIB_METHODS)
+                (quantizer, method, fallback)
+                for quantizer in args.quantizers.split(",")
+                for method in (methods[:1] if args.smoke else methods)
                 for fallback in (False, True)
             ]
-            for method, fallback in cases:
+            for quantizer, method, fallback in cases:
                 budget = args.budget if fallback else 100.0
                 row = export(
                     args,
                     run_dir,
-                    work / f"{task}-{method}-{fallback}",
+                    work / f"{task}-{quantizer}-{method}-{fallback}",
                     target="jetson-orin",
                     calib_method=method,
                     max_accuracy_drop=budget,
+                    quantizer=quantizer,
                 )
-                rows.append({"task": task, "artifact": "qdq", "calib": method, "fallback": fallback, **row})
+                artifact = "qdq" if quantizer == "sladkit" else f"qdq ({quantizer})"
+                rows.append(
+                    {"task": task, "artifact": artifact, "calib": method, "fallback": fallback, **row}
+                )
                 print(json.dumps(rows[-1]), flush=True)
-            row = export(args, run_dir, work / f"{task}-cpu", target="cpu", max_accuracy_drop=100.0)
-            rows.append({"task": task, "artifact": "cpu-dynamic", "calib": "-", "fallback": False, **row})
+            method = args.calib_methods.split(",")[0]
+            row = export(
+                args,
+                run_dir,
+                work / f"{task}-cpu",
+                target="cpu",
+                calib_method=method,
+                max_accuracy_drop=100.0,
+            )
+            rows.append({"task": task, "artifact": "cpu-int8", "calib": method, "fallback": False, **row})
             print(json.dumps(rows[-1]), flush=True)
-    cpu_rows = [r for r in rows if r["artifact"] == "cpu-dynamic" and r["ok"]]
+    cpu_rows = [r for r in rows if r["artifact"] == "cpu-int8" and r["ok"]]
     report = {
         "name": "quantization",
         "command": _common.command_line(),
@@ -166,19 +208,21 @@ def markdown(report: dict) -> list[str]:
         f"mIoU % (seg); agreement: share of images (pixels) with the same class. "
         f"Benchmark time {report['total_s'] / 60:.1f} min.",
         "",
-        "| task | artifact | calibration | fallback | FP32 | INT8 | drop (points) | agreement % | blocks in float | calibration s | export s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | artifact | calibration | fallback | FP32 | INT8 | drop (points) | agreement % | blocks in float "
+        "| calibration s | export s | DequantizeLinear feeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         head = f"| {r['task']} | {r['artifact']} | {r['calib']} | {'yes' if r['fallback'] else 'no'} "
         if not r["ok"]:
-            lines.append(head + f"| export refused: {r['error']} | | | | | | {r['export_s']} |")
+            lines.append(head + f"| export refused: {r['error']} | | | | | | {r['export_s']} | |")
             continue
         blocks = ", ".join(r["float_blocks"]) or "–"
         calib = "–" if r["calibration_s"] is None else f"{r['calibration_s']}"
+        feeds = ", ".join(f"{op} {n}" for op, n in r.get("dq_feeds", {}).items()) or "–"
         lines.append(
             head + f"| {r['fp32']:.2f} | {r['int8']:.2f} | {r['drop_points']:+.2f} | {r['agreement']:.1f} "
-            f"| {blocks} | {calib} | {r['export_s']} |"
+            f"| {blocks} | {calib} | {r['export_s']} | {feeds} |"
         )
     lines += ["", "## Targets", "", "| target | met | numbers |", "|---|---|---|"]
     for t in report["targets"]:
