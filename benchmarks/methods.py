@@ -40,7 +40,6 @@ Writes <results>/methods.json and .md.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 import _methods_report as report_  # noqa: E402
+import _resume  # noqa: E402
 import _stats  # noqa: E402
 
 METHODS = ("slad", "joint-lora", "lora-kd", "ft-kd", "lp-kd", "student-only")
@@ -379,42 +379,6 @@ def print_plan(jobs: list[dict], args: argparse.Namespace) -> None:
     print(line, flush=True)
 
 
-# ------------------------------------------------------------------------------------------ resume
-def _fingerprint(job: dict, salt: str) -> str:
-    """What makes a run's result reusable: its whole configuration and the weights' contents."""
-    text = json.dumps({"config": job["config"], "tags": job["tags"]}, sort_keys=True) + salt
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def save_row(folder: Path, job: dict, row: dict, salt: str) -> None:
-    """Keep one finished run's row (atomically), so that a killed benchmark resumes after it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{Path(job['config']['out']).name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": _fingerprint(job, salt), "row": row}))
-    tmp.replace(path)
-
-
-def resumed_rows(jobs: list[dict], folder: Path, salt: str) -> tuple[list[dict], list[dict]]:
-    """(rows kept from an earlier invocation with the same --work, jobs still to run)."""
-    rows, todo = [], []
-    for job in jobs:
-        path = folder / f"{Path(job['config']['out']).name}.json"
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
-            saved = None
-        if saved and saved.get("fingerprint") == _fingerprint(job, salt):
-            rows.append(saved["row"])
-        else:
-            todo.append(job)
-    return rows, todo
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.smoke:
@@ -432,15 +396,19 @@ def main(argv=None) -> dict:
         print_plan(jobs, args)
         if args.plan_only:
             return {"jobs": jobs}
-        salt = "" if args.smoke else _sha256(args.teacher_weights) + _sha256(args.student_weights)
-        rows, todo = resumed_rows(jobs, work / "rows", salt)
+        salt = (
+            ""
+            if args.smoke
+            else _resume.file_sha256(args.teacher_weights) + _resume.file_sha256(args.student_weights)
+        )
+        rows, todo = _resume.resumed_rows(jobs, work / "rows", salt)
         resumed = len(rows)
         if rows:
             print(f"resumed {len(rows)} finished run(s) from {work / 'rows'}", flush=True)
 
         def finished(job: dict, row: dict) -> None:
             rows.append(row)
-            save_row(work / "rows", job, row, salt)
+            _resume.save_row(work / "rows", job, row, salt)
             print(_progress(row, len(rows), len(jobs)), flush=True)
 
         if args.jobs > 1:
@@ -470,7 +438,10 @@ def main(argv=None) -> dict:
         "pair": pair,
         "weights_sha256": None
         if args.smoke
-        else {"teacher": _sha256(args.teacher_weights), "student": _sha256(args.student_weights)},
+        else {
+            "teacher": _resume.file_sha256(args.teacher_weights),
+            "student": _resume.file_sha256(args.student_weights),
+        },
         "total_s": round(time.perf_counter() - started, 1),
         "resumed": resumed,
         "summary": summary,

@@ -133,6 +133,7 @@ def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
 def test_methods_resumes_finished_runs(tmp_path, monkeypatch):
     """A rerun with the same --work trains only what is missing or was configured differently."""
     sys.path.insert(0, str(BENCHMARKS))
+    import _resume
     import methods
 
     trained = []
@@ -145,16 +146,16 @@ def test_methods_resumes_finished_runs(tmp_path, monkeypatch):
     jobs = [
         {"config": {"out": str(tmp_path / f"cls-{m}-0"), "epochs": 1}, "tags": {"method": m}} for m in "ab"
     ]
-    rows, todo = methods.resumed_rows(jobs, tmp_path / "rows", "salt")
+    rows, todo = _resume.resumed_rows(jobs, tmp_path / "rows", "salt")
     assert rows == [] and todo == jobs
-    methods.save_row(tmp_path / "rows", jobs[0], methods.train_one(jobs[0]), "salt")
-    rows, todo = methods.resumed_rows(jobs, tmp_path / "rows", "salt")
+    _resume.save_row(tmp_path / "rows", jobs[0], methods.train_one(jobs[0]), "salt")
+    rows, todo = _resume.resumed_rows(jobs, tmp_path / "rows", "salt")
     assert [r["method"] for r in rows] == ["a"] and todo == [jobs[1]]
     changed = [{**jobs[0], "config": {**jobs[0]["config"], "epochs": 2}}]  # another configuration
-    assert methods.resumed_rows(changed, tmp_path / "rows", "salt")[1] == changed
-    assert methods.resumed_rows(jobs, tmp_path / "rows", "other weights")[0] == []
+    assert _resume.resumed_rows(changed, tmp_path / "rows", "salt")[1] == changed
+    assert _resume.resumed_rows(jobs, tmp_path / "rows", "other weights")[0] == []
     (tmp_path / "rows" / "cls-a-0.json").write_text("{trunc")  # a damaged row file is run again
-    assert methods.resumed_rows(jobs, tmp_path / "rows", "salt")[1] == jobs
+    assert _resume.resumed_rows(jobs, tmp_path / "rows", "salt")[1] == jobs
     with pytest.raises(SystemExit):
         methods.parse_args(["--seeds", "seg=2"])  # no default count
 
