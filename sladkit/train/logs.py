@@ -4,7 +4,8 @@
 from it after every record (columns in order of first appearance, empty where a record lacks one), so the
 two never disagree, also after a resumed run trims the records written after its checkpoint. With
 `--tensorboard`, every number of a record is also a TensorBoard scalar at the record's global step, in
-`RUN/tensorboard/`; a resumed run purges the events after the step it restarts from.
+`RUN/tensorboard/`; a resumed run purges the events after the step it restarts from. `format_record` is
+the line printed after every epoch.
 """
 
 from __future__ import annotations
@@ -62,3 +63,17 @@ class TensorBoardLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def format_record(record: dict, metric: str, epochs: int) -> str:
+    """A record as the line the loop prints after every epoch (`-` for a model without a metric)."""
+
+    def pct(key: str) -> str:
+        value = record.get(key)
+        return "-" if value is None else f"{value:.1f}"
+
+    return (
+        f"{record['stage']} epoch {record['epoch']}/{epochs}  loss {record.get('loss', float('nan')):.3f}  "
+        f"student {metric} {pct('student_' + metric)}  teacher {metric} {pct('teacher_' + metric)}  "
+        f"CKA {record['cka']:.3f}  {record.get('images_per_s', 0):.0f} img/s"
+    )

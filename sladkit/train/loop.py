@@ -1,5 +1,8 @@
 """The training loop: stages of a method, epochs, steps, evaluation, checkpoints.
 
+The validation pass itself is `sladkit.train.evaluation`; the metric records and the line printed after
+every epoch, `sladkit.train.logs`.
+
 One training step reads top to bottom: teacher forward, student forward, losses, backward, step. With
 several processes the two forward passes run inside DistributedDataParallel (`stages.StageForward` is what it
 wraps), which averages the gradients of every process's shard of the global batch; with `--accumulate`
@@ -25,20 +28,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from sladkit.config import TrainConfig
 from sladkit.errors import TrainingError
 from sladkit.models.pair import TeacherStudent
 from sladkit.run_folder import CHECKPOINTS, checkpoint_dir
 from sladkit.train import checkpoint as ckpt
-from sladkit.train.batching import SeededImages, epoch_indices, mix_seed, plan_batches, shard_indices
+from sladkit.train.batching import SeededImages, epoch_indices, mix_seed, plan_batches
 from sladkit.train.distributed import DistContext
+from sladkit.train.evaluation import evaluate_pair
 from sladkit.train.interrupt import StopSignals, TrainingInterrupted, ignore_sigint_in_worker
-from sladkit.train.logs import TensorBoardLog, append_record
+from sladkit.train.logs import TensorBoardLog, append_record, format_record
 from sladkit.train.losses import kd_loss, task_loss
 from sladkit.train.methods import Method, Stage
-from sladkit.train.metrics import CkaMoments, ConfusionMatrix, metric_name
+from sladkit.train.metrics import metric_name
 from sladkit.train.precision import autocast, checkpoint_blocks, grad_scaler, half_frozen_base
 from sladkit.train.stages import StageForward, param_groups, student_mode
 from sladkit.train.teacher_cache import compute_teacher_cache
@@ -392,45 +396,16 @@ class Trainer:
         )
 
     # ---------------------------------------------------------------- evaluation
-    @torch.no_grad()
     def evaluate(self, stage: Stage) -> dict:
-        """Student and teacher metric on the validation split, and linear CKA of their pooled features.
-
-        Each process evaluates every world_size-th image; confusion matrices and CKA sums are added up
-        over the processes. A model not trained in `stage` (the student during a teacher stage, the
-        teacher of student-only) gets no metric; CKA is always measured.
-        """
-        self.pair.eval()
-        self.dist.broadcast_buffers(self.pair)  # BatchNorm statistics: rank 0's, as in the checkpoint
-        matrices = {role: ConfusionMatrix(self.num_classes) for role in ("teacher", "student")}
-        cka = CkaMoments()
-        for images, target in self.val_loader():
-            images, target = images.to(self.device), target.to(self.device)
-            pooled = {}
-            for role in ("teacher", "student"):
-                with self.autocast():
-                    logits, pooled[role] = getattr(self.pair, role).forward_with_features(images)
-                matrices[role].update(logits, target)
-            cka.update(pooled["teacher"].float(), pooled["student"].float())
-        for m in matrices.values():
-            self.dist.all_reduce_sum(m.matrix)
-        cka.load_flat(self.dist.all_reduce_sum(cka.flat().to(self.device)))
-        result = {f"{role}_{self.metric}": m.value(self.config.task) for role, m in matrices.items()}
-        if stage.teacher == "none":
-            result[f"teacher_{self.metric}"] = None
-        if student_mode(stage, self.config) == "none":
-            result[f"student_{self.metric}"] = None
-        result["cka"] = cka.value()
-        return result
-
-    def val_loader(self) -> DataLoader:
-        mine = shard_indices(len(self.val_set), rank=self.dist.rank, world_size=self.dist.world_size)
-        return DataLoader(
-            Subset(self.val_set, mine),
+        """The pair's metrics on the validation split (`sladkit.train.evaluation.evaluate_pair`)."""
+        return evaluate_pair(
+            self.pair,
+            self.val_set,
+            stage,
+            self.config,
+            self.dist,
+            num_classes=self.num_classes,
             batch_size=self.plan.per_process,
-            shuffle=False,
-            num_workers=self.config.workers,
-            worker_init_fn=ignore_sigint_in_worker if self.config.workers else None,
         )
 
     def stops_early(self, stage: Stage, progress: Progress) -> bool:
@@ -497,15 +472,3 @@ def _chunks(iterable, size: int):
         if len(chunk) == size:
             yield tuple(chunk)
             chunk = []
-
-
-def format_record(record: dict, metric: str, epochs: int) -> str:
-    def pct(key: str) -> str:
-        value = record.get(key)
-        return "-" if value is None else f"{value:.1f}"
-
-    return (
-        f"{record['stage']} epoch {record['epoch']}/{epochs}  loss {record.get('loss', float('nan')):.3f}  "
-        f"student {metric} {pct('student_' + metric)}  teacher {metric} {pct('teacher_' + metric)}  "
-        f"CKA {record['cka']:.3f}  {record.get('images_per_s', 0):.0f} img/s"
-    )
