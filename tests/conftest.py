@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import pytest
 
 # Random-init ViTs use LayerScale 1e-5 in DINOv2 configs; init_values=1.0 makes outputs input-dependent.
@@ -78,3 +81,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def png_bytes():
+    """`png_bytes(width, height, depth, colour, raw)`: a PNG file written by hand (IHDR with colour 0 grey,
+    2 RGB, 4 grey + alpha, 6 RGBA; one IDAT of the zlib-compressed `raw` rows; IEND), for what Pillow does
+    not write: 16-bit colour, or a header declaring more pixels than the file holds."""
+
+    def encode(width: int, height: int, depth: int, colour: int, raw: bytes) -> bytes:
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b"")
+        )
+
+    return encode

@@ -11,9 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -69,23 +67,9 @@ def write_image(path: Path, size: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def png_bytes(width: int, height: int, depth: int, colour: int, raw: bytes) -> bytes:
-    """A PNG file: IHDR (colour 0 grey, 2 RGB), one IDAT of the zlib-compressed `raw` rows, IEND."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
-def write_png16(path: Path, values: np.ndarray) -> None:
-    """A 16-bit PNG of uint16 `values` (H, W, 1 grey or 3 RGB); Pillow writes 16-bit grey only."""
+def write_png16(path: Path, values: np.ndarray, png_bytes) -> None:
+    """A 16-bit PNG of uint16 `values` (H, W, 1 grey or 3 RGB), by the `png_bytes` fixture's writer
+    (tests/conftest.py); Pillow writes 16-bit grey only."""
     height, width, channels = values.shape
     raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in values)  # filter type 0 per row
     path.write_bytes(png_bytes(width, height, 16, {1: 0, 3: 2}[channels], raw))
@@ -193,11 +177,11 @@ def test_jpeg_within_decoder_difference(infer_exe, bundles, tmp_path, baked):
 
 
 @pytest.mark.parametrize("channels", [1, 3], ids=["grey", "rgb"])
-def test_16_bit_png_matches_python(infer_exe, bundles, tmp_path, channels):
+def test_16_bit_png_matches_python(infer_exe, bundles, tmp_path, channels, png_bytes):
     """16-bit PNGs: stb_image and sladkit.data.images both keep the high byte (v >> 8), never clip to white."""
     bundle = bundles[("cls", True)]  # baked: the uint8 crop is compared bit for bit
     values = np.random.default_rng(channels).integers(0, 65536, (37, 45, channels), dtype=np.uint16)
-    write_png16(tmp_path / "deep.png", values)
+    write_png16(tmp_path / "deep.png", values, png_bytes)
     image = np.asarray(load_rgb(tmp_path / "deep.png"))
     np.testing.assert_array_equal(image, np.broadcast_to(values >> 8, (37, 45, 3)).astype(np.uint8))
     _, logits, inputs = infer(infer_exe, bundle, tmp_path / "deep.png", tmp_path)
@@ -258,7 +242,7 @@ def _fails(exe: Path, *argv: str, code: int = 1) -> str:
         ("onnx-on-tensorrt", "the tensorrt backend runs engines (.engine, .plan, .trt), not model.onnx"),
     ],
 )
-def test_errors_are_one_clear_line(infer_exe, bundles, copy_bundle, tmp_path, change, message):
+def test_errors_are_one_clear_line(infer_exe, bundles, copy_bundle, tmp_path, change, message, png_bytes):
     bundle = copy_bundle(bundles[("cls", False)])
     image = tmp_path / "image.png"
     write_image(image, (40, 30))
