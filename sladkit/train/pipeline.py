@@ -32,7 +32,6 @@ from sladkit.run_folder import (
     LABELS_FILE,
     METRICS_FILE,
     checkpoint_dir,
-    read_config,
 )
 from sladkit.train import checkpoint as ckpt
 from sladkit.train.batching import plan_batches
@@ -234,7 +233,7 @@ def _train(config: TrainConfig, method: Method, out: Path, ctx, stop, started: f
 
 def _check_inputs(config: TrainConfig, method: Method, out: Path):
     """Options, the output folder, data and models: (data, transforms, pair, teacher_saved) or an error."""
-    check_out_dir(out, config)
+    saved_config = check_out_dir(out, config)  # with --resume, the run's config.json
     if config.tensorboard:
         require("tensorboard", "tensorboard")
     for role in ("teacher", "student"):  # before the data, which may take minutes to render or scan
@@ -263,7 +262,7 @@ def _check_inputs(config: TrainConfig, method: Method, out: Path):
         augment=config.augment,
     )
     if config.resume:  # the checkpoint's heads are the saved classes, in their order
-        saved = read_config(out)["labels"]
+        saved = saved_config["labels"]
         if data.labels != saved:
             raise RunDirError(
                 f"cannot resume {out}: the data's classes ({len(data.labels)}: {', '.join(data.labels[:4])}"

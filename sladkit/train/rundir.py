@@ -22,12 +22,16 @@ def default_out(config: TrainConfig, root: Path = Path("runs")) -> Path:
     return path
 
 
-def check_out_dir(out: Path, config: TrainConfig) -> None:
+def check_out_dir(out: Path, config: TrainConfig) -> dict | None:
     """Refuse an output folder this run may not write, before anything is written.
 
     A new run needs an empty or absent `out`, or `--overwrite` and a run folder sladkit wrote there;
     `--resume` needs a run folder with a checkpoint and the same options. `out` may neither hold nor lie
     inside the data or weights files.
+
+    Returns:
+        With `--resume`, the run's config.json as `read_config` checked it (no need to read it again);
+        None for a new run.
     """
     inputs = [
         config.data if config.data != "synthetic" else None,
@@ -43,7 +47,7 @@ def check_out_dir(out: Path, config: TrainConfig) -> None:
             inputs=inputs,
             hint=" or --resume to continue it",
         )
-        return
+        return None
     check_out(out, overwrite=True, kind="run folder", is_kind=is_run_folder, inputs=inputs)
     saved_config = read_config(out)
     last = checkpoint_dir(out, "last")
@@ -62,6 +66,7 @@ def check_out_dir(out: Path, config: TrainConfig) -> None:
             f"cannot resume {out}: options differ from the saved run ({details}); resume with the same "
             "options, or start a new run with another --out"
         )
+    return saved_config
 
 
 def clear_for_overwrite(out: Path) -> None:
