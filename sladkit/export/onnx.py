@@ -39,34 +39,25 @@ def export_onnx(
     """
     model = model.eval()
     example = torch.zeros(2, 3, image_size, image_size)
+    if exporter == "dynamo":
+        options = dict(dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+    elif exporter == "torchscript":
+        options = dict(
+            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, do_constant_folding=True, dynamo=False
+        )
+    else:
+        raise ValueError(f"exporter must be 'torchscript' or 'dynamo', not {exporter!r}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        if exporter == "dynamo":
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                input_names=[INPUT],
-                output_names=[OUTPUT],
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
-                opset_version=opset,
-                dynamo=True,
-                verbose=False,
-            )
-        elif exporter == "torchscript":
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                input_names=[INPUT],
-                output_names=[OUTPUT],
-                dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        else:
-            raise ValueError(f"exporter must be 'torchscript' or 'dynamo', not {exporter!r}")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            opset_version=opset,
+            **options,
+        )
     name_weights(path, model)
 
 
