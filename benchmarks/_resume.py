@@ -46,3 +46,56 @@ def resumed_rows(jobs: list[dict], folder: Path, salt: str) -> tuple[list[dict],
 def file_sha256(path: Path) -> str:
     """The first 16 hex digits of a file's SHA-256 (the weights' part of the salt, and the report's)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+#: methods.py options that do not change what one run computes: which runs, where they go, how they are
+#: reported. Every other option must be equal for an earlier report's row to stand for a planned run.
+NOT_IN_A_RUN = (
+    "results",
+    "seeds",
+    "tasks",
+    "methods",
+    "ablations",
+    "tta_fraction",
+    "data_root",
+    "teacher_weights",  # compared by contents (the report's weights_sha256)
+    "student_weights",
+    "work",
+    "plan_only",
+    "reduced",
+    "resume_from",
+)
+
+
+def _row_key(tags: dict) -> tuple:
+    return tuple(tags.get(k) for k in ("group", "task", "method", "seed", "ablation", "value"))
+
+
+def rows_from_report(
+    report: dict, jobs: list[dict], args: dict, weights_sha256: dict
+) -> tuple[list[tuple[dict, dict]], str | None]:
+    """(job, row) pairs of the planned `jobs` that an earlier methods.json `report` already holds, or ([], why
+    not) when the report was made with other weights or another setting of an option in a run."""
+    if report.get("weights_sha256") != weights_sha256:
+        return [], "its weights differ from these (weights_sha256)"
+    old = report.get("args", {})
+    for key, value in args.items():
+        if key not in NOT_IN_A_RUN and key in old and str(old[key]) != str(value):
+            return [], f"its --{key.replace('_', '-')} was {old[key]}, not {value}"
+    by_key = {_row_key(row): row for row in report.get("rows", [])}
+    found = [(job, by_key[_row_key(job["tags"])]) for job in jobs if _row_key(job["tags"]) in by_key]
+    return found, None
+
+
+def seed_rows(path: Path, jobs: list[dict], args: dict, shas: dict | None, folder: Path, salt: str) -> None:
+    """--resume-from: save the rows of the earlier report at `path` into `folder`, where resuming finds them."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: --resume-from {path}: cannot read it as JSON ({e})") from None
+    found, why = rows_from_report(report, jobs, args, shas)
+    if why:
+        raise SystemExit(f"error: --resume-from {path}: {why}; its rows cannot stand for these runs")
+    for job, row in found:
+        save_row(folder, job, row, salt)
+    print(f"--resume-from {path}: {len(found)} of {len(jobs)} planned run(s) found there", flush=True)

@@ -33,6 +33,8 @@ blocks of the pretrained student (its final norm kept): not a student pretrained
 Run:  .venv/bin/python benchmarks/methods.py                 (full: 5 seeds, cls + seg, ablations)
       .venv/bin/python benchmarks/methods.py --tasks digits,mnist-5k --no-ablations
       .venv/bin/python benchmarks/methods.py --plan-only       (the runs and a duration estimate, no training)
+      .venv/bin/python benchmarks/methods.py --tasks cls,seg --work W --resume-from benchmarks/results/methods.json
+                                                               (add seg to an earlier cls report: only seg trains)
       .venv/bin/python benchmarks/methods.py --smoke --results /tmp/r
 Writes <results>/methods.json and .md.
 """
@@ -119,6 +121,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="folder for the run folders (default: a temp dir); a rerun with the same --work resumes: runs "
         "whose result is in WORK/rows with the same configuration are not trained again",
+    )
+    p.add_argument(
+        "--resume-from",
+        type=Path,
+        default=None,
+        help="an earlier methods.json: its rows of planned runs are kept (same weights and run options "
+        "required, else one line says what differs) and saved into WORK/rows",
     )
     p.add_argument("--plan-only", action="store_true", help="print the runs and the estimate, train nothing")
     p.add_argument("--reduced", default=None, help="label the results as reduced, with this reason")
@@ -401,6 +410,9 @@ def main(argv=None) -> dict:
             if args.smoke
             else _resume.file_sha256(args.teacher_weights) + _resume.file_sha256(args.student_weights)
         )
+        if args.resume_from:
+            shas = None if args.smoke else _weights_sha256(args)
+            _resume.seed_rows(args.resume_from, jobs, vars(args), shas, work / "rows", salt)
         rows, todo = _resume.resumed_rows(jobs, work / "rows", salt)
         resumed = len(rows)
         if rows:
@@ -436,12 +448,7 @@ def main(argv=None) -> dict:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "reduced": args.reduced,
         "pair": pair,
-        "weights_sha256": None
-        if args.smoke
-        else {
-            "teacher": _resume.file_sha256(args.teacher_weights),
-            "student": _resume.file_sha256(args.student_weights),
-        },
+        "weights_sha256": None if args.smoke else _weights_sha256(args),
         "total_s": round(time.perf_counter() - started, 1),
         "resumed": resumed,
         "summary": summary,
@@ -456,6 +463,13 @@ def main(argv=None) -> dict:
         report["notes"] = notes_file.read_text().splitlines()
     _common.write_results(args.results, "methods", report, report_.markdown(report))
     return report
+
+
+def _weights_sha256(args: argparse.Namespace) -> dict:
+    return {
+        "teacher": _resume.file_sha256(args.teacher_weights),
+        "student": _resume.file_sha256(args.student_weights),
+    }
 
 
 def _progress(row: dict, done: int, total: int) -> str:

@@ -160,6 +160,33 @@ def test_methods_resumes_finished_runs(tmp_path, monkeypatch):
         methods.parse_args(["--seeds", "seg=2"])  # no default count
 
 
+def test_methods_resume_from_an_earlier_report():
+    """--resume-from keeps an earlier report's rows of planned runs only if weights and run options match."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import _resume
+
+    def job(method, seed):
+        return {"config": {}, "tags": {"group": "main", "task": "cls", "method": method, "seed": seed}}
+
+    jobs = [job("slad", 0), job("ft-kd", 0), job("slad", 1)]
+    shas = {"teacher": "t", "student": "s"}
+    args = {"epochs": 8, "val_images": 2000, "tasks": "cls,seg", "work": "/w2", "seeds": {"": 2}}
+    report = {
+        "weights_sha256": shas,
+        "args": {"epochs": 8, "val_images": 2000, "tasks": "cls", "work": "/w1", "seeds": {"": 1}},
+        "rows": [{**job(m, 0)["tags"], "student": 50.0} for m in ("slad", "ft-kd", "lp-kd")],
+    }
+    found, why = _resume.rows_from_report(report, jobs, args, shas)
+    assert why is None and [(j["tags"]["method"], r["method"]) for j, r in found] == [
+        ("slad",) * 2,
+        ("ft-kd",) * 2,
+    ]
+    found, why = _resume.rows_from_report(report, jobs, {**args, "val_images": 500}, shas)
+    assert found == [] and "--val-images was 2000, not 500" in why
+    found, why = _resume.rows_from_report(report, jobs, args, {**shas, "teacher": "other"})
+    assert found == [] and "weights" in why
+
+
 def test_methods_statistics_helpers():
     """The intervals methods.py reports, against textbook values (no scipy needed)."""
     sys.path.insert(0, str(BENCHMARKS))
