@@ -101,6 +101,18 @@ def entry(dataset: str, model: str, correct: int, n: int, wall_s: float, **extra
     }
 
 
+def scored(split: _real_datasets.Split, model: str, pred: np.ndarray, started: float, **extra) -> dict:
+    """`entry` of a model's val predictions `pred`, timed from `started` (time.perf_counter)."""
+    return entry(
+        split.name,
+        model,
+        (pred == split.y_val).sum(),
+        len(split.y_val),
+        time.perf_counter() - started,
+        **extra,
+    )
+
+
 # ------------------------------------------------------------------------------- logistic regression
 
 
@@ -143,14 +155,7 @@ def run_logreg(split: _real_datasets.Split, args: argparse.Namespace) -> dict:
         seed=args.seed,
         max_iter=300 if args.smoke else 3000,
     )
-    return entry(
-        split.name,
-        "logreg",
-        (pred == split.y_val).sum(),
-        len(split.y_val),
-        time.perf_counter() - t0,
-        **details,
-    )
+    return scored(split, "logreg", pred, t0, **details)
 
 
 # ----------------------------------------------------------------------------- images at the pair's size
@@ -234,15 +239,7 @@ def run_cnn(split: _real_datasets.Split, x_train32: np.ndarray, x_val32: np.ndar
     with torch.no_grad():
         pred = torch.cat([model(xv[i : i + 256]).argmax(1) for i in range(0, len(xv), 256)]).numpy()
     params = sum(p.numel() for p in model.parameters())
-    return entry(
-        split.name,
-        "cnn",
-        (pred == split.y_val).sum(),
-        len(split.y_val),
-        time.perf_counter() - t0,
-        epochs=epochs,
-        params=params,
-    )
+    return scored(split, "cnn", pred, t0, epochs=epochs, params=params)
 
 
 # ------------------------------------------------------------------------------------ linear probe
@@ -290,14 +287,7 @@ def run_probe(role: str, split, x_train32, x_val32, cfg, args) -> dict:
     pred, details = logistic_regression(
         f_train, split.y_train, f_val, seed=args.seed, max_iter=300 if args.smoke else 3000
     )
-    return entry(
-        split.name,
-        f"probe-{role}",
-        (pred == split.y_val).sum(),
-        len(split.y_val),
-        time.perf_counter() - t0,
-        **details,
-    )
+    return scored(split, f"probe-{role}", pred, t0, **details)
 
 
 # ------------------------------------------------------------------------------------ sladkit train
