@@ -83,7 +83,30 @@ def test_missing_modelopt_is_one_line_naming_the_extra(tmp_path, monkeypatch):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_manifest_records_the_quantizer_and_its_version(run_dir, tmp_path, monkeypatch):
+@pytest.fixture
+def orin_int8(run_dir, tmp_path):
+    """A fast TensorRT INT8 export of the tiny run into tmp_path/NAME (no engine, a gate that always passes):
+    `orin_int8(NAME, quantizer=...)` exports and returns the manifest."""
+
+    def export_to(name: str, **options) -> dict:
+        config = ExportConfig(
+            run_dir=str(run_dir),
+            target="jetson-orin",
+            out=str(tmp_path / name),
+            eval_images=32,
+            calib_images=32,
+            build_engine="never",
+            min_agreement=0.0,
+            max_accuracy_drop=100.0,
+            **options,
+        )
+        export(config)
+        return json.loads((tmp_path / name / "manifest.json").read_text())
+
+    return export_to
+
+
+def test_manifest_records_the_quantizer_and_its_version(orin_int8, monkeypatch):
     """The plumbing without ModelOpt: the gate is handed the ModelOpt quantizer (here sladkit's own, standing
     in for it) and the manifest says which quantizer made model.int8.onnx and which ModelOpt version."""
     from sladkit.export.quantize import quantize_qdq
@@ -97,46 +120,41 @@ def test_manifest_records_the_quantizer_and_its_version(run_dir, tmp_path, monke
     monkeypatch.setattr(modelopt_backend, "check_available", lambda: None)
     monkeypatch.setattr(modelopt_backend, "quantize_modelopt", stand_in)
     monkeypatch.setattr(modelopt_backend, "modelopt_version", lambda: "0.0.stand-in")
-    common = dict(
-        run_dir=str(run_dir),
-        target="jetson-orin",
-        eval_images=32,
-        calib_images=32,
-        build_engine="never",
-        min_agreement=0.0,
-        max_accuracy_drop=100.0,
-    )
-    export(ExportConfig(out=str(tmp_path / "mo"), quantizer="modelopt", **common))
-    check = json.loads((tmp_path / "mo" / "manifest.json").read_text())["checks"]["int8_vs_fp32"]
+    check = orin_int8("mo", quantizer="modelopt")["checks"]["int8_vs_fp32"]
     assert calls and check["quantizer"] == "modelopt" and check["modelopt"] == "0.0.stand-in"
 
     calls.clear()
-    export(ExportConfig(out=str(tmp_path / "sk"), **common))
-    check = json.loads((tmp_path / "sk" / "manifest.json").read_text())["checks"]["int8_vs_fp32"]
+    check = orin_int8("sk")["checks"]["int8_vs_fp32"]
     assert not calls and check["quantizer"] == "sladkit" and "modelopt" not in check
 
 
+def test_only_the_no_nvml_error_of_modelopt_is_dropped(caplog):
+    """ModelOpt logs "Failed to get GPU count: NVML ..." as an ERROR on every machine without NVIDIA's driver;
+    that one line is dropped during its quantization, every other one kept."""
+    import logging
+
+    logger = logging.getLogger("modelopt.onnx")
+    with caplog.at_level(logging.INFO), modelopt_backend._without_no_nvml_error():
+        logger.error("Failed to get GPU count: %s", "NVML Shared Library Not Found")
+        logger.error("Failed to get GPU count: Driver Not Loaded")
+        logger.error("Quantization failed")
+    logger.error("Failed to get GPU count: NVML Shared Library Not Found")  # outside quantization: kept
+    assert [r.getMessage() for r in caplog.records] == [
+        "Failed to get GPU count: Driver Not Loaded",
+        "Quantization failed",
+        "Failed to get GPU count: NVML Shared Library Not Found",
+    ]
+
+
 @needs_modelopt
-def test_modelopt_export_of_the_tiny_run(run_dir, tmp_path):
+def test_modelopt_export_of_the_tiny_run(orin_int8, tmp_path, caplog):
     import onnxruntime as ort
 
     from sladkit.export.qdq_check import check_tensorrt_qdq
 
     out = tmp_path / "orin"
-    export(
-        ExportConfig(
-            run_dir=str(run_dir),
-            target="jetson-orin",
-            out=str(out),
-            quantizer="modelopt",
-            eval_images=32,
-            calib_images=32,
-            build_engine="never",
-            min_agreement=0.0,
-            max_accuracy_drop=100.0,
-        )
-    )
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = orin_int8("orin", quantizer="modelopt")
+    assert not [r for r in caplog.records if "Failed to get GPU count" in r.getMessage()]  # see above
     check = manifest["checks"]["int8_vs_fp32"]
     assert check["quantizer"] == "modelopt"
     import modelopt

@@ -12,6 +12,8 @@ lives in its own extra, `pip install 'sladkit[modelopt]'`, outside the default i
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +27,9 @@ EXTRA = "modelopt"
 MISSING = f"--quantizer modelopt needs NVIDIA ModelOpt: pip install 'sladkit[{EXTRA}]'"
 #: TensorRT version written into the cache header; ModelOpt skips the header line.
 CACHE_TENSORRT = "10.3.0"
+#: What ModelOpt's calibration logs as an ERROR on a machine without NVIDIA's driver (NVML absent), where it
+#: then counts 0 GPUs and goes on (`modelopt/onnx/quantization/ort_patching.py`): noise on a CPU export.
+NO_NVML = "Failed to get GPU count: NVML Shared Library Not Found"
 
 
 def _modelopt_quantization():
@@ -76,21 +81,38 @@ def quantize_modelopt(
     model_path, out_path = Path(model_path), Path(out_path)
     cache = out_path.with_suffix(".modelopt-calib.cache")
     write_calibration_cache(cache, calibration.amax, tensorrt_version=CACHE_TENSORRT)
-    quantization.quantize(
-        str(model_path),
-        quantize_mode="int8",
-        calibration_data=_input_zeros(model_path),
-        calibration_method="max",  # its own pass is replaced by the cache; max is the cheapest
-        calibration_cache_path=str(cache),
-        calibration_eps=["cpu"],
-        nodes_to_quantize=list(include_nodes) if include_nodes is not None else None,
-        nodes_to_exclude=list(exclude_nodes or []),
-        high_precision_dtype="fp32",  # its default fp16 would change the float parts against FP32
-        output_path=str(out_path),
-        log_level="WARNING",
-    )
+    with _without_no_nvml_error():
+        quantization.quantize(
+            str(model_path),
+            quantize_mode="int8",
+            calibration_data=_input_zeros(model_path),
+            calibration_method="max",  # its own pass is replaced by the cache; max is the cheapest
+            calibration_cache_path=str(cache),
+            calibration_eps=["cpu"],
+            nodes_to_quantize=list(include_nodes) if include_nodes is not None else None,
+            nodes_to_exclude=list(exclude_nodes or []),
+            high_precision_dtype="fp32",  # its default fp16 would change the float parts against FP32
+            output_path=str(out_path),
+            log_level="WARNING",
+        )
     cache.unlink(missing_ok=True)
     fold_weight_quantizers(out_path)
+
+
+class _NoNvmlError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != NO_NVML
+
+
+@contextlib.contextmanager
+def _without_no_nvml_error():
+    """Drop `NO_NVML`, and only it, from ModelOpt's ONNX logger (every other message, errors included, stays)."""
+    logger, no_nvml = logging.getLogger("modelopt.onnx"), _NoNvmlError()
+    logger.addFilter(no_nvml)
+    try:
+        yield
+    finally:
+        logger.removeFilter(no_nvml)
 
 
 def fold_weight_quantizers(path: Path) -> int:
