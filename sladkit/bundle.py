@@ -19,11 +19,72 @@ from sladkit.errors import SladkitError
 MANIFEST = "manifest.json"
 LABELS_FILE = "labels.txt"
 # Export's accuracy checks and the runtime's eval/profile run the model at this batch, so that they report one
-# number for any artifact: a dynamically quantized model (model.int8-cpu.onnx of bundles before the static CPU
-# form; ORT dynamic quantization in the benchmarks) takes its activation ranges from each batch.
+# number for any artifact: a dynamically quantized model (model.int8-cpu.onnx in its dynamic form) takes its
+# activation ranges from each batch.
 ACCURACY_BATCH = 32
 SCHEMA = "sladkit-bundle"
 SCHEMA_VERSION = 1
+
+# checks.int8_cpu_vs_fp32, the CPU INT8 model (`sladkit.export.cpu_int8`): the accuracy gate's fields
+# (fp32_metric, int8_metric, drop_points, drop_ci95, top1_agreement, min_agreement, float_blocks, sensitivity,
+# passed), then
+#   form              what the model is (one description per form)
+#   chosen            its form: one of CPU_INT8_FORMS
+#   chosen_by         "measured" (--cpu-int8-form auto) or "--cpu-int8-form static" / "... dynamic"
+#   candidates        auto only: per form built, its gate (passed, drop_points, top1_agreement, float_blocks)
+#   speed             when measured, else None: batches, repeats (timed rounds), load_average (1/5/15 min when
+#                     timing started), cores, median_ms {FP32 or form: {batch: ms}} and speedup_vs_fp32
+#                     {form: {batch: FP32 ms / form ms}}; batches are strings (JSON keys)
+#   faster_than_fp32  when measured, else None: the chosen form's speed-up is above 1 at every timed batch
+CPU_INT8_CHECK = "int8_cpu_vs_fp32"
+CPU_INT8_FORMS = ("static", "dynamic")
+FP32 = "fp32"  # the FP32 model's key in speed.median_ms
+
+
+def speedups_vs_fp32(median_ms: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """{form: {batch: FP32 ms / form ms}} for every model of `median_ms` but FP32."""
+    base = median_ms[FP32]
+    return {
+        name: {b: round(base[b] / ms, 3) if ms > 0 else 0.0 for b, ms in per_batch.items()}
+        for name, per_batch in median_ms.items()
+        if name != FP32
+    }
+
+
+def cpu_int8_check(
+    gate: dict,
+    *,
+    form: str,
+    description: str,
+    chosen_by: str,
+    speed: dict | None = None,
+    candidates: dict | None = None,
+) -> dict:
+    """`checks.int8_cpu_vs_fp32` (the fields above) from the gate's dict and how the form was chosen."""
+    check = {**gate, "form": description, "chosen": form, "chosen_by": chosen_by}
+    if candidates is not None:
+        check["candidates"] = candidates
+    check["speed"] = speed
+    check["faster_than_fp32"] = (
+        all(v > 1.0 for v in speed["speedup_vs_fp32"][form].values()) if speed is not None else None
+    )
+    return check
+
+
+def cpu_int8_summary(check: dict) -> str:
+    """One line: the CPU INT8 model's form, how it was chosen and, when measured, its speed against FP32."""
+    line = f"CPU INT8 form: {check['chosen']} ({check['chosen_by']}"
+    speed = check.get("speed")
+    if not speed:
+        return line + "; speed against FP32 not measured)"
+    ratios = speed["speedup_vs_fp32"][check["chosen"]]
+    load = speed.get("load_average")
+    return (
+        line
+        + f"; {'/'.join(f'{v:.2f}x' for v in ratios.values())} FP32's speed at batch {'/'.join(ratios)}"
+        + (f", load {load[0]:.1f}" if load else "")
+        + f"); faster_than_fp32: {str(check['faster_than_fp32']).lower()}"
+    )
 
 
 class BundleError(SladkitError):
@@ -170,4 +231,6 @@ def summary(manifest: dict) -> str:
     checks = manifest.get("checks", {})
     for name, check in checks.items():
         lines.append(f"  check {name}: {json.dumps(check)}")
+    if "chosen" in checks.get(CPU_INT8_CHECK, {}):  # bundles from before the choice lack it
+        lines.append(f"  {cpu_int8_summary(checks[CPU_INT8_CHECK])}")
     return "\n".join(lines)

@@ -1,8 +1,11 @@
-"""The CPU INT8 artifact: static U8S8 Q/DQ (attention MatMuls included), calibrated, gated, batch-independent."""
+"""The CPU INT8 artifact: its static form (U8S8 Q/DQ, attention MatMuls included, calibrated, batch-independent),
+its dynamic form, and auto, which gates both and keeps the faster as timed on the exporting machine."""
 
 from __future__ import annotations
 
 import json
+import typing
+import warnings
 
 import numpy as np
 import onnx
@@ -10,10 +13,15 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, numpy_helper
 
+from sladkit import bundle
 from sladkit.cli import cli
-from sladkit.export.cpu_int8 import cpu_ranges, quantize_cpu
-from sladkit.export.onnx import onnxruntime_session, run_onnx
-from sladkit.export.quantize import Calibration, quantize_with_gate
+from sladkit.config import ExportConfig
+from sladkit.errors import ConfigError
+from sladkit.export import cpu_int8
+from sladkit.export import run as export
+from sladkit.export.cpu_int8 import cpu_ranges, quantize_cpu, quantize_cpu_dynamic
+from sladkit.export.onnx import ExportError, onnxruntime_session, run_onnx
+from sladkit.export.quantize import Calibration, GateResult, quantize_with_gate
 
 FAST = ["--calib-images", "16", "--eval-images", "32", "--calib-method", "minmax"]
 
@@ -29,12 +37,38 @@ def _graph(path):
     return model, init, producer
 
 
-def test_cpu_artifact_is_static_u8s8_qdq_with_the_attention_matmuls(cpu_bundle):
-    manifest = json.loads((cpu_bundle / "manifest.json").read_text())
+def _export_cpu(run_dir, out, form: str):
+    config = ExportConfig(
+        run_dir=str(run_dir), target="cpu", out=str(out), eval_images=32, calib_images=16, cpu_int8_form=form
+    )
+    export(config)
+    return out
+
+
+@pytest.fixture(scope="module")
+def static_bundle(run_dir, tmp_path_factory):
+    """The shared run exported with --cpu-int8-form static (the default, auto, may keep either form)."""
+    return _export_cpu(run_dir, tmp_path_factory.mktemp("bundles") / "static", "static")
+
+
+@pytest.fixture(scope="module")
+def dynamic_bundle(run_dir, tmp_path_factory):
+    return _export_cpu(run_dir, tmp_path_factory.mktemp("bundles") / "dynamic", "dynamic")
+
+
+def _manifest(bundle_dir):
+    return json.loads((bundle_dir / "manifest.json").read_text())
+
+
+def test_cpu_artifact_is_static_u8s8_qdq_with_the_attention_matmuls(static_bundle):
+    manifest = _manifest(static_bundle)
     check = manifest["checks"]["int8_cpu_vs_fp32"]
     assert check["passed"] and check["float_blocks"] == []
-    assert check["form"].startswith("static U8S8")
-    model, init, producer = _graph(cpu_bundle / "model.int8-cpu.onnx")
+    assert check["form"] == cpu_int8.FORMS["static"] and check["form"].startswith("static U8S8")
+    assert check["chosen"] == "static" and check["chosen_by"] == "--cpu-int8-form static"
+    assert check["speed"] is None and check["faster_than_fp32"] is None and "candidates" not in check
+    assert manifest["export_config"]["cpu_int8_form"] == "static"
+    model, init, producer = _graph(static_bundle / "model.int8-cpu.onnx")
     ops = [n.op_type for n in model.graph.node]
     assert "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops  # not ORT's dynamic form
     matmuls = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
@@ -62,16 +96,16 @@ def test_cpu_artifact_is_static_u8s8_qdq_with_the_attention_matmuls(cpu_bundle):
     assert q_of_softmax and all(int(init[q.input[2]]) == 0 for q in q_of_softmax)  # [0, max]: all 256 levels
 
 
-def test_cpu_int8_gives_an_image_the_same_logits_in_any_batch(cpu_bundle):
+def test_cpu_int8_gives_an_image_the_same_logits_in_any_batch(static_bundle):
     """Dynamic quantization takes its activation ranges from each batch; the static form must not."""
-    session = onnxruntime_session(cpu_bundle / "model.int8-cpu.onnx")
+    session = onnxruntime_session(static_bundle / "model.int8-cpu.onnx")
     rng = np.random.default_rng(0)
     batch = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
     batch[1:] *= 5.0  # other images with a much wider range would widen a per-batch range
     alone = run_onnx(session, batch[:1])
     together = run_onnx(session, batch, batch=8)[:1]
     np.testing.assert_allclose(alone, together, atol=1e-5)
-    fp32 = run_onnx(onnxruntime_session(cpu_bundle / "model.onnx"), batch[:1])
+    fp32 = run_onnx(onnxruntime_session(static_bundle / "model.onnx"), batch[:1])
     assert np.abs(alone - fp32).max() < 0.1 * np.abs(fp32).max()
 
 
@@ -89,35 +123,51 @@ def test_cpu_ranges_start_nonnegative_outputs_at_zero(tmp_path):
     assert ranges == {"x": (-2.0, 2.0), "n": (-2.0, 2.0), "y": (0.0, 0.5)}
 
 
-def test_cpu_gate_falls_back_to_float_blocks(run_dir, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_onnx(run_dir, tmp_path_factory):
+    """The shared run's student as export quantizes it (simplified, initializers unshared), its calibration,
+    validation images and labels."""
     from sladkit.export.data import calibration_array, validation_arrays
     from sladkit.export.onnx import export_onnx
     from sladkit.export.quantize import unshare_initializers
     from sladkit.export.simplify import simplify_onnx
     from sladkit.models.run_model import load_run_model, merge_adapters
 
+    tmp = tmp_path_factory.mktemp("tiny-onnx")
     model, run_config = load_run_model(run_dir)
-    export_onnx(merge_adapters(model), tmp_path / "raw.onnx", image_size=32, opset=17)
-    simplify_onnx(tmp_path / "raw.onnx", tmp_path / "simple.onnx")
-    unshare_initializers(tmp_path / "simple.onnx", tmp_path / "model.onnx")
+    export_onnx(merge_adapters(model), tmp / "raw.onnx", image_size=32, opset=17)
+    simplify_onnx(tmp / "raw.onnx", tmp / "simple.onnx")
+    unshare_initializers(tmp / "simple.onnx", tmp / "model.onnx")
     images, targets = validation_arrays(run_config, 32)
     calib, _ = calibration_array(run_config, None, 16)
-    calibration = Calibration.run(tmp_path / "model.onnx", calib, "minmax", tmp_path / "ranges.json")
+    calibration = Calibration.run(tmp / "model.onnx", calib, "minmax", tmp / "ranges.json")
+    return tmp / "model.onnx", calibration, images, targets, run_config["num_classes"]
+
+
+@pytest.mark.parametrize(
+    "quantizer, quantized_ops",
+    [(quantize_cpu, {"QuantizeLinear"}), (quantize_cpu_dynamic, {"DynamicQuantizeLinear", "MatMulInteger"})],
+)
+def test_cpu_gate_falls_back_to_float_blocks(tiny_onnx, tmp_path, quantizer, quantized_ops):
+    """Both forms take the gate's per-block fallback (quantize_dynamic's nodes_to_exclude for the dynamic one)."""
+    model, calibration, images, targets, num_classes = tiny_onnx
     out = tmp_path / "int8.onnx"
+    quantizer(model, out, calibration)
+    assert quantized_ops & {n.op_type for n in onnx.load(str(out)).graph.node}
     gate = quantize_with_gate(
-        tmp_path / "model.onnx",
+        model,
         out,
         calibration,
         images,
         targets,
-        num_classes=run_config["num_classes"],
+        num_classes=num_classes,
         max_drop=-1.0,  # unreachable: every block is tried in float
         log=lambda _: None,
-        quantizer=quantize_cpu,
+        quantizer=quantizer,
     )
     assert not gate.passed and gate.float_blocks and set(gate.sensitivity) >= set(gate.float_blocks)
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
-    assert "QuantizeLinear" not in ops  # every block kept float at the end of the fallback
+    assert not quantized_ops & ops  # every block kept float at the end of the fallback
 
 
 def test_calibration_options_apply_to_the_cpu_target(run_dir, tmp_path):
@@ -145,7 +195,13 @@ def test_calibration_options_apply_to_the_cpu_target(run_dir, tmp_path):
         (["--precision", "fp32", "--calib-data", "{few}"], "uses no calibration: drop --calib-data"),
         (["--calib-data", "{few}"], "has 3 readable images; at least 8"),
         (["--calib-method", "median"], "Invalid value for '--calib-method'"),
-        (["--max-accuracy-drop", "-1"], "CPU INT8 loses"),
+        (
+            ["--max-accuracy-drop", "-1", "--cpu-int8-form", "static"],
+            "CPU INT8 (--cpu-int8-form static) loses",
+        ),
+        (["--cpu-int8-form", "fast"], "Invalid value for '--cpu-int8-form'"),
+        (["--cpu-int8-form", "static", "--precision", "fp32"], "--cpu-int8-form static chooses the form"),
+        (["--cpu-int8-form", "dynamic", "--calib-data", "{few}"], "--cpu-int8-form dynamic ranges its"),
     ],
 )
 def test_bad_cpu_input_is_one_line(run_dir, tmp_path, args, message):
@@ -163,3 +219,256 @@ def test_bad_cpu_input_is_one_line(run_dir, tmp_path, args, message):
     assert "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if message in line]) == 1
     assert not out.exists()
+
+
+def test_dynamic_form_end_to_end(dynamic_bundle):
+    """--cpu-int8-form dynamic: ONNX Runtime's dynamic quantization under the same gate, without calibration."""
+    manifest = _manifest(dynamic_bundle)
+    check = manifest["checks"]["int8_cpu_vs_fp32"]
+    assert check["passed"] and check["form"] == cpu_int8.FORMS["dynamic"]
+    assert check["chosen"] == "dynamic" and check["chosen_by"] == "--cpu-int8-form dynamic"
+    assert check["speed"] is None and check["faster_than_fp32"] is None
+    assert manifest["calibration"] is None  # the dynamic form ranges its activations on each batch
+    ops = {n.op_type for n in onnx.load(str(dynamic_bundle / "model.int8-cpu.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops and "QuantizeLinear" not in ops
+    images = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    int8 = run_onnx(onnxruntime_session(dynamic_bundle / "model.int8-cpu.onnx"), images)
+    fp32 = run_onnx(onnxruntime_session(dynamic_bundle / "model.onnx"), images)
+    assert np.abs(int8 - fp32).max() < 0.1 * np.abs(fp32).max()
+    result = invoke("info", dynamic_bundle)
+    assert result.exit_code == 0
+    assert (
+        "CPU INT8 form: dynamic (--cpu-int8-form dynamic; speed against FP32 not measured)" in result.output
+    )
+
+
+def test_default_export_measures_both_forms(cpu_bundle):
+    """auto (the default): both forms gated, each that passed timed against FP32, the faster kept."""
+    check = _manifest(cpu_bundle)["checks"]["int8_cpu_vs_fp32"]
+    assert check["chosen_by"] == "measured" and check["chosen"] in bundle.CPU_INT8_FORMS
+    assert check["form"] == cpu_int8.FORMS[check["chosen"]]
+    assert set(check["candidates"]) == set(bundle.CPU_INT8_FORMS)
+    assert check["candidates"][check["chosen"]]["passed"]
+    speed = check["speed"]
+    timed = [f for f in bundle.CPU_INT8_FORMS if check["candidates"][f]["passed"]]
+    assert speed["batches"] == [1, bundle.ACCURACY_BATCH]
+    assert cpu_int8.MIN_REPEATS <= speed["repeats"] <= cpu_int8.MAX_REPEATS
+    assert speed["load_average"] is None or len(speed["load_average"]) == 3
+    assert set(speed["median_ms"]) == {"fp32", *timed} and set(speed["speedup_vs_fp32"]) == set(timed)
+    for form in timed:
+        for b in ("1", str(bundle.ACCURACY_BATCH)):
+            fp32, ms = speed["median_ms"]["fp32"][b], speed["median_ms"][form][b]
+            assert ms > 0 and speed["speedup_vs_fp32"][form][b] == pytest.approx(fp32 / ms, rel=1e-2)
+    ratios = speed["speedup_vs_fp32"][check["chosen"]].values()
+    assert check["faster_than_fp32"] is all(v > 1 for v in ratios)
+    result = invoke("info", cpu_bundle)
+    assert result.exit_code == 0
+    line = next(x for x in result.output.splitlines() if "CPU INT8 form:" in x)
+    assert f"CPU INT8 form: {check['chosen']} (measured; " in line
+    assert f"faster_than_fp32: {str(check['faster_than_fp32']).lower()}" in line
+
+
+# ---------------------------------------------------------------- the choice, with fake gates and timer
+
+
+def _gate(passed: bool, drop: float = 0.0) -> GateResult:
+    return GateResult(80.0, 80.0 - drop, 99.0, [], passed)
+
+
+def _choose(tmp_path, monkeypatch, *, gates, median_ms, form="auto"):
+    """build_cpu_int8 with `gates` (form -> GateResult) standing in for the gate and `median_ms` for the timer;
+    each form's file holds its name, so the file kept shows which form was chosen."""
+
+    def fake_gate(model_path, out_path, calibration, images, targets, *, quantizer, **_):
+        name = {cpu_int8.quantize_cpu: "static", cpu_int8.quantize_cpu_dynamic: "dynamic"}[quantizer]
+        out_path.write_text(name)
+        return gates[name]
+
+    timed = []
+
+    def fake_timer(models, images):
+        timed.append(set(models))
+        return {"batches": [1, 32], "repeats": 7, "load_average": [3.5, 2.0, 1.0], "cores": 2,
+                "median_ms": {name: median_ms[name] for name in models}}  # fmt: skip
+
+    monkeypatch.setattr(cpu_int8, "quantize_with_gate", fake_gate)
+    out = tmp_path / "model.int8-cpu.onnx"
+    config = ExportConfig(run_dir="run", target="cpu", cpu_int8_form=form)
+    images = np.zeros((2, 3, 32, 32), np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check = cpu_int8.build_cpu_int8(
+            tmp_path / "fp32.onnx", out, None, images, np.zeros(2, np.int64),
+            fp32_path=tmp_path / "fp32.onnx", num_classes=3, config=config, log=lambda _: None, timer=fake_timer,
+        )  # fmt: skip
+    return check, out.read_text(), timed, [str(w.message) for w in caught]
+
+
+FP32_MS = {"1": 1.0, "32": 10.0}
+
+
+@pytest.mark.parametrize(
+    "static_ms, dynamic_ms, static_passes, dynamic_passes, chosen",
+    [
+        ({"1": 0.5, "32": 5.0}, {"1": 0.7, "32": 7.0}, True, True, "static"),  # static faster
+        ({"1": 0.5, "32": 5.0}, {"1": 0.4, "32": 4.0}, True, True, "dynamic"),  # dynamic 25 % faster
+        ({"1": 0.5, "32": 5.0}, {"1": 0.49, "32": 4.9}, True, True, "static"),  # within STATIC_PREFERENCE
+        ({"1": 0.5, "32": 5.0}, {"1": 0.1, "32": 1.0}, True, False, "static"),  # dynamic fails its gate
+        ({"1": 0.1, "32": 1.0}, {"1": 0.5, "32": 5.0}, False, True, "dynamic"),  # static fails its gate
+    ],
+)
+def test_auto_keeps_the_faster_form_that_passed(
+    tmp_path, monkeypatch, static_ms, dynamic_ms, static_passes, dynamic_passes, chosen
+):
+    gates = {"static": _gate(static_passes, 0.0 if static_passes else 5.0), "dynamic": _gate(dynamic_passes)}
+    check, kept, timed, warned = _choose(
+        tmp_path,
+        monkeypatch,
+        gates=gates,
+        median_ms={"fp32": FP32_MS, "static": static_ms, "dynamic": dynamic_ms},
+    )
+    assert kept == chosen and check["chosen"] == chosen and check["form"] == cpu_int8.FORMS[chosen]
+    assert check["chosen_by"] == "measured" and check["passed"]
+    passed = {f for f, g in gates.items() if g.passed}
+    assert timed == [{"fp32", *passed}]  # a form that failed its gate is not timed
+    assert check["candidates"]["static"]["passed"] is static_passes
+    assert check["candidates"]["dynamic"]["passed"] is dynamic_passes
+    speed = check["speed"]
+    assert speed["repeats"] == 7 and speed["load_average"] == [3.5, 2.0, 1.0]
+    assert speed["speedup_vs_fp32"][chosen] == {
+        b: round(FP32_MS[b] / ms, 3) for b, ms in speed["median_ms"][chosen].items()
+    }
+    assert check["faster_than_fp32"] is True and warned == []
+
+
+def test_auto_warns_once_when_int8_is_slower_than_fp32(tmp_path, monkeypatch):
+    check, kept, _, warned = _choose(
+        tmp_path,
+        monkeypatch,
+        gates={"static": _gate(True), "dynamic": _gate(True)},
+        median_ms={"fp32": FP32_MS, "static": {"1": 3.0, "32": 12.0}, "dynamic": {"1": 2.5, "32": 11.0}},
+    )
+    assert kept == "dynamic" and check["faster_than_fp32"] is False
+    assert check["speed"]["speedup_vs_fp32"]["dynamic"] == {"1": 0.4, "32": 0.909}
+    assert warned == [
+        "CPU INT8 (dynamic form) runs at 0.40x at batch 1, 0.91x at batch 32 FP32's speed on this machine "
+        "(load 3.5 on 2 cores); deploy model.onnx, or export a larger model"
+    ]
+    summary = bundle.cpu_int8_summary(check)
+    assert (
+        summary
+        == "CPU INT8 form: dynamic (measured; 0.40x/0.91x FP32's speed at batch 1/32, load 3.5); faster_than_fp32: false"
+    )
+
+
+def test_int8_slower_at_one_batch_is_not_faster_than_fp32(tmp_path, monkeypatch):
+    check, _, _, warned = _choose(
+        tmp_path,
+        monkeypatch,
+        gates={"static": _gate(True), "dynamic": _gate(True)},
+        median_ms={"fp32": FP32_MS, "static": {"1": 1.2, "32": 5.0}, "dynamic": {"1": 1.3, "32": 6.0}},
+    )
+    assert check["chosen"] == "static" and check["faster_than_fp32"] is False and len(warned) == 1
+
+
+@pytest.mark.parametrize("form", ["static", "dynamic"])
+def test_an_explicit_form_is_neither_timed_nor_compared(tmp_path, monkeypatch, form):
+    check, kept, timed, warned = _choose(
+        tmp_path, monkeypatch, gates={form: _gate(True)}, median_ms={}, form=form
+    )
+    assert kept == form and timed == [] and warned == []
+    assert check["chosen_by"] == f"--cpu-int8-form {form}" and check["speed"] is None
+    assert check["faster_than_fp32"] is None and "candidates" not in check
+
+
+def test_auto_refuses_when_both_forms_fail(tmp_path, monkeypatch):
+    with pytest.raises(ExportError) as caught:
+        _choose(
+            tmp_path,
+            monkeypatch,
+            gates={"static": _gate(False, 3.0), "dynamic": _gate(False, 2.0)},
+            median_ms={},
+        )
+    message = str(caught.value)
+    assert message.startswith("CPU INT8 fails the gate in both forms; the closer (dynamic) loses 2.00 points")
+    assert message.endswith(", try another --calib-method, or use --precision fp32") and "\n" not in message
+
+
+def test_choose_cpu_form_table():
+    both = ["static", "dynamic"]
+    assert cpu_int8.choose_cpu_form({"static": {"1": 2.0}, "dynamic": {"1": 1.0}}, both) == "static"
+    assert cpu_int8.choose_cpu_form({"static": {"1": 1.0}, "dynamic": {"1": 2.0}}, both) == "dynamic"
+    assert cpu_int8.choose_cpu_form({"static": {"1": 1.0}, "dynamic": {"1": 1.04}}, both) == "static"
+    # the geometric mean over batches: 0.5x at one, 3x at the other beats 1.1x at both
+    assert (
+        cpu_int8.choose_cpu_form({"static": {"1": 1.1, "8": 1.1}, "dynamic": {"1": 0.5, "8": 3.0}}, both)
+        == "dynamic"
+    )
+    assert cpu_int8.choose_cpu_form({"dynamic": {"1": 0.2}}, ["dynamic"]) == "dynamic"
+
+
+# ---------------------------------------------------------------- the timer
+
+
+class _Clock:
+    """A clock that advances `step` seconds per reading: every timed run (two readings) takes `step`."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_measure_cpu_latency_sets_its_repeats_by_the_budget(static_bundle):
+    models = {"fp32": static_bundle / "model.onnx", "static": static_bundle / "model.int8-cpu.onnx"}
+    images = np.zeros((3, 3, 32, 32), np.float32)  # fewer than the batch: repeated
+    # one round = 2 models x 2 batches x 1 ms; a 22 ms budget gives 5 rounds
+    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=0.022, clock=_Clock(1e-3))
+    assert speed["repeats"] == 5 and speed["batches"] == [1, 4]
+    assert speed["median_ms"] == {"fp32": {"1": 1.0, "4": 1.0}, "static": {"1": 1.0, "4": 1.0}}
+    assert speed["cores"] >= 1
+    short = cpu_int8.measure_cpu_latency(models, images, batches=(1,), budget_s=1e-6, clock=_Clock(1e-3))
+    assert short["repeats"] == cpu_int8.MIN_REPEATS  # a large model: at least MIN_REPEATS rounds
+    many = cpu_int8.measure_cpu_latency(models, images, batches=(1,), budget_s=1.0, clock=_Clock(1e-9))
+    assert many["repeats"] == cpu_int8.MAX_REPEATS
+
+
+def test_measure_cpu_latency_times_real_sessions(static_bundle):
+    models = {"fp32": static_bundle / "model.onnx", "static": static_bundle / "model.int8-cpu.onnx"}
+    speed = cpu_int8.measure_cpu_latency(
+        models, np.zeros((2, 3, 32, 32), np.float32), batches=(1, 2), budget_s=0.05
+    )
+    assert cpu_int8.MIN_REPEATS <= speed["repeats"] <= cpu_int8.MAX_REPEATS
+    assert all(ms > 0 for per_batch in speed["median_ms"].values() for ms in per_batch.values())
+
+
+# ---------------------------------------------------------------- the option
+
+
+@pytest.mark.parametrize(
+    "target, precision",
+    [("cpu", "fp32"), ("jetson-orin", "int8"), ("jetson-orin", "fp16"), ("x86-gpu", None)],
+)
+@pytest.mark.parametrize("form", ["static", "dynamic"])
+def test_cpu_int8_form_refused_where_there_is_no_cpu_int8_model(tmp_path, target, precision, form):
+    config = ExportConfig(
+        run_dir=str(tmp_path / "run"), target=target, precision=precision, cpu_int8_form=form
+    )
+    with pytest.raises(ConfigError, match=f"--cpu-int8-form {form} chooses the form of the CPU INT8 model"):
+        export(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cpu_int8_form_option_and_schema_agree():
+    choices = typing.get_args(typing.get_type_hints(ExportConfig)["cpu_int8_form"])
+    assert choices == ("auto", *bundle.CPU_INT8_FORMS) and tuple(cpu_int8.FORMS) == bundle.CPU_INT8_FORMS
+    assert set(cpu_int8.QUANTIZERS) == set(bundle.CPU_INT8_FORMS)
+    assert ExportConfig().cpu_int8_form == "auto"
+    result = invoke("export", "--help")
+    text = " ".join(result.output.split())
+    assert "--cpu-int8-form [auto|static|dynamic]" in text
+    for words in ("static (U8S8", "dynamic (ONNX Runtime's dynamic quantization", "or auto: build both"):
+        assert words in text
+    assert f"more than {cpu_int8.STATIC_PREFERENCE * 100:.0f} % faster" in text

@@ -1,38 +1,73 @@
-"""The CPU INT8 artifact (`model.int8-cpu.onnx`): static U8S8 Q/DQ for ONNX Runtime's CPU provider.
+"""The CPU INT8 artifact (`model.int8-cpu.onnx`) for ONNX Runtime's CPU provider, and how its form is chosen.
 
-Form (measured in `benchmarks/cpu_int8.py`): the inputs of every MatMul/Gemm/Conv quantized, the two
-attention MatMuls (Q.K^T and attention.V) included; U8 activations with ranges from sladkit's calibration
-(`--calib-method`, on the run's training images or `--calib-data`), S8 symmetric per-channel weights, float
-outputs. ONNX Runtime fuses each DequantizeLinear -> MatMul/Gemm pair into its integer kernels (QGemm,
-MatMulIntegerToFloat, QLinearMatMul); LayerNorm, Softmax, GELU and the residual Adds stay float.
+Two forms (`--cpu-int8-form`), each passed through the same accuracy gate with its per-block float fallback:
 
-Why not ONNX Runtime's dynamic quantization (the former artifact): it is what a user gets in one line, and
-its activation ranges are taken from each batch, so a model's output (and accuracy) depends on what else
-is in the batch. The static form gives the same output for an image whatever the batch, is calibrated
-like the TensorRT artifact (with the same gate and per-block fallback), and is a plain Q/DQ model other
-runtimes read. Its speed (benchmarks/results/cpu_int8.md, quiet machine): level with dynamic on a ViT-S/14 at
-224 px (0.97x / 1.02x at batch 1 / 8; both run the same VNNI integer GEMMs, the attention MatMuls are INT8
-only in the static form), about 15 % slower on the tiny 32 px student, whose time is mostly per-node overhead
-(its QuantizeLinear nodes).
+- static (`quantize_cpu`): U8S8 Q/DQ, the inputs of every MatMul/Gemm/Conv quantized, the two attention MatMuls
+  (Q.K^T and attention.V) included; U8 activations with ranges from sladkit's calibration (`--calib-method`,
+  on the run's training images or `--calib-data`), S8 symmetric per-channel weights, float outputs. ONNX
+  Runtime fuses each DequantizeLinear -> MatMul/Gemm pair into its integer kernels (QGemm,
+  MatMulIntegerToFloat, QLinearMatMul); LayerNorm, Softmax, GELU and the residual Adds stay float. An image
+  gets the same output whatever else is in its batch, and it is a plain Q/DQ model other runtimes read.
+- dynamic (`quantize_cpu_dynamic`): ONNX Runtime's dynamic quantization (U8 activations ranged from each
+  batch at run time, S8 per-tensor weights, MatMul/Gemm; the attention MatMuls stay float). No calibration;
+  a model's output (and accuracy) depends on what else is in the batch, so the gate, `sladkit eval` and
+  `profile` all run it at `bundle.ACCURACY_BATCH`. ONNX Runtime only.
+- auto (the default, `build_cpu_int8`): build both, gate both, time each form that passed against FP32 with
+  ONNX Runtime on the exporting machine, and keep the faster — as TensorRT's builder times its tactics on the
+  GPU that builds the engine instead of predicting them. Neither form wins everywhere
+  (`benchmarks/results/cpu_int8.md`, quiet machine): on a ViT-S/14 at 224 px they are level (static 0.97x /
+  1.02x dynamic at batch 1 / 8, both about 2.1x FP32: the same VNNI integer GEMMs), while on the tiny 32 px
+  student, whose time is mostly per-node overhead, dynamic is about 15 % faster than static and both are
+  slower than FP32. Within `STATIC_PREFERENCE` the static form is kept, for its batch-independent output.
 
 Why U8S8: on x86-64 ONNX Runtime's integer GEMMs take U8 activations and S8 weights (its QDQ default S8S8
 runs slower than FP32 there, `docs/deploy-facts.md`); on ARM64 we expect U8S8 and S8S8 to be exact (UDOT/SDOT
-kernels; not tested: no ARM64 machine here). `reduce_range` is left off: the 7-bit weights it makes only help x86 CPUs without VNNI, where the
-16-bit intermediate sums of VPMADDUBSW can saturate (ONNX Runtime's `quantize_static` docstring); on such
-a machine the accuracy gate, run with ONNX Runtime on the exporting machine, sees the saturated model.
+kernels; not tested: no ARM64 machine here). `reduce_range` is left off: the 7-bit weights it makes only help
+x86 CPUs without VNNI, where the 16-bit intermediate sums of VPMADDUBSW can saturate (ONNX Runtime's
+`quantize_static` docstring); on such a machine the accuracy gate, run with ONNX Runtime on the exporting
+machine, sees the saturated model.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import shutil
+import statistics
+import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 
-from sladkit.export.quantize import QUANTIZED_OPS, Calibration, _ort_method, _without_preprocessing_hint
+from sladkit.bundle import ACCURACY_BATCH, CPU_INT8_FORMS, FP32, cpu_int8_check, speedups_vs_fp32
+from sladkit.errors import ConfigError
+from sladkit.export.onnx import INPUT, OUTPUT, ExportError
+from sladkit.export.quantize import (
+    Calibration,
+    GateResult,
+    _ort_method,
+    _without_preprocessing_hint,
+    gate_failure,
+    quantize_static_qdq,
+    quantize_with_gate,
+)
 
 #: Ops whose output is never negative: their U8 range starts at 0 (a Softmax output gets all 256 levels).
 NONNEGATIVE_OUTPUTS = ("Softmax", "Relu", "Sigmoid")
-FORM = "static U8S8 Q/DQ (U8 activations, per-channel S8 weights; MatMul/Gemm/Conv incl. attention)"
+#: What each form is (the manifest's `checks.int8_cpu_vs_fp32.form`).
+FORMS = {
+    "static": "static U8S8 Q/DQ (U8 activations, per-channel S8 weights; MatMul/Gemm/Conv incl. attention)",
+    "dynamic": "dynamic (ONNX Runtime quantize_dynamic: U8 activations ranged per batch, S8 weights; MatMul/Gemm)",
+}
+#: auto keeps the static form unless the fastest form beats it by more than this share (geometric mean over
+#: the timed batches): on a ViT-S the two are level, and the choice should not flip with the noise.
+STATIC_PREFERENCE = 0.05
+#: auto's timing: about this many seconds for all models and batches, but at least `MIN_REPEATS` rounds
+#: (a large model then takes longer) and at most `MAX_REPEATS`.
+TIMING_BUDGET_S = 2.0
+MIN_REPEATS, MAX_REPEATS = 3, 50
 
 
 def cpu_ranges(model_path: str | Path, amax: dict[str, float]) -> dict[str, tuple[float, float]]:
@@ -44,7 +79,6 @@ def cpu_ranges(model_path: str | Path, amax: dict[str, float]) -> dict[str, tupl
 
 
 def _save_ranges(ranges: dict[str, tuple[float, float]], method: str, path: Path) -> None:
-    import numpy as np
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
     data = {n: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for n, (lo, hi) in ranges.items()}
@@ -59,7 +93,7 @@ def quantize_cpu(
     exclude_nodes: list[str] | None = None,
     include_nodes: list[str] | None = None,
 ) -> None:
-    """Static U8S8 Q/DQ for ONNX Runtime on CPUs (the module docstring says why this form).
+    """The static form: U8S8 Q/DQ for ONNX Runtime on CPUs (the module docstring says why this form).
 
     Same signature as `quantize_qdq`, so `quantize_with_gate` and its per-block fallback take either.
 
@@ -68,38 +102,37 @@ def quantize_cpu(
         calibration: sladkit's ranges of every tensor of `model_path`.
         exclude_nodes / include_nodes: MatMul/Gemm/Conv nodes kept float / the only ones quantized.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
     cache = Path(calibration.cache_path).with_suffix(".cpu.json")
     _save_ranges(cpu_ranges(model_path, calibration.amax), calibration.method, cache)
-    with _without_preprocessing_hint():
-        quantize_static(
-            str(model_path),
-            str(out_path),
-            None,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS),
-            per_channel=True,
-            reduce_range=False,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_quantize=include_nodes,
-            nodes_to_exclude=exclude_nodes or [],
-            calibrate_method=_ort_method(calibration.method),
-            extra_options={
-                "WeightSymmetric": True,
-                "ActivationSymmetric": False,
-                "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # inputs only
-                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # output channels of a (in, out) weight
-            },
-            calibration_cache_path=cache,
-        )
+    quantize_static_qdq(
+        model_path,
+        out_path,
+        calibration.method,
+        cache,
+        unsigned_activations=True,
+        include_nodes=include_nodes,
+        exclude_nodes=exclude_nodes,
+    )
 
 
-def quantize_cpu_dynamic(model_path: str | Path, out_path: str | Path) -> None:
-    """ONNX Runtime's dynamic quantization (U8 activations per batch, S8 weights, MatMul/Gemm): the one-line
-    baseline the CPU artifact is measured against (`benchmarks/cpu_int8.py`); no bundle holds it."""
+def quantize_cpu_dynamic(
+    model_path: str | Path,
+    out_path: str | Path,
+    calibration: Calibration | None = None,
+    *,
+    exclude_nodes: list[str] | None = None,
+    include_nodes: list[str] | None = None,
+) -> None:
+    """The dynamic form: ONNX Runtime's dynamic quantization (U8 activations per batch, S8 weights, MatMul/Gemm).
+
+    Same signature as `quantize_cpu` (for `quantize_with_gate`); `calibration` is not used.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def with_gemm_rewrites(names: list[str] | None) -> list[str] | None:
+        # Before it picks the nodes, ONNX Runtime's dynamic quantizer rewrites each Gemm G into a MatMul
+        # named G_MatMul (and an Add; `ONNXModel.replace_gemm_with_matmul`): name both.
+        return None if names is None else [*names, *(f"{n}_MatMul" for n in names)]
 
     with _without_preprocessing_hint():
         quantize_dynamic(
@@ -108,4 +141,215 @@ def quantize_cpu_dynamic(model_path: str | Path, out_path: str | Path) -> None:
             op_types_to_quantize=["MatMul", "Gemm"],
             weight_type=QuantType.QInt8,
             per_channel=False,
+            nodes_to_quantize=with_gemm_rewrites(include_nodes),
+            nodes_to_exclude=with_gemm_rewrites(exclude_nodes or []),
         )
+
+
+QUANTIZERS = {"static": quantize_cpu, "dynamic": quantize_cpu_dynamic}
+
+
+def check_cpu_int8_form(config, target, precision: str) -> None:
+    """Refuse `--cpu-int8-form` where there is no CPU INT8 model, and `--calib-data` for the dynamic form."""
+    form = config.cpu_int8_form
+    if form != "auto" and (target.runtime == "tensorrt" or precision != "int8"):
+        raise ConfigError(
+            f"--cpu-int8-form {form} chooses the form of the CPU INT8 model (model.int8-cpu.onnx); target "
+            f"{target.name} at {precision} has none: drop --cpu-int8-form, or export --target cpu --precision int8"
+        )
+    if form == "dynamic" and config.calib_data:
+        raise ConfigError(
+            "--cpu-int8-form dynamic ranges its activations on each batch and uses no calibration: drop "
+            "--calib-data, or use --cpu-int8-form static or auto"
+        )
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]  # 1, 5, 15 minutes
+    except OSError:  # not on every platform
+        return None
+
+
+def measure_cpu_latency(
+    models: dict[str, str | Path],
+    images: np.ndarray,
+    *,
+    batches: tuple[int, ...] = (1, ACCURACY_BATCH),
+    budget_s: float = TIMING_BUDGET_S,
+    clock=time.perf_counter,
+) -> dict:
+    """Median end-to-end latency of each model at each batch size with ONNX Runtime's CPU provider.
+
+    Sessions take `sladkit profile`'s options (`runtime.backends.onnxruntime.session_options`, ONNX Runtime's
+    default thread count). Two untimed runs per model and batch, then rounds: in each, every batch size is run
+    once by every model, the order of the models rotating from round to round, so that a change in the
+    machine's load falls on all of them alike. The untimed round's time sets the number of rounds: about
+    `budget_s` in all, `MIN_REPEATS` to `MAX_REPEATS`.
+
+    Args:
+        models: name -> ONNX file (e.g. {"fp32": ..., "static": ..., "dynamic": ...}).
+        images: inputs (N, C, H, W); a batch larger than N repeats them.
+
+    Returns:
+        {"batches", "repeats", "load_average" (1/5/15 min at the start), "cores", "median_ms": {name: {batch: ms}}}
+    """
+    import onnxruntime as ort
+
+    from sladkit.runtime.backends.onnxruntime import session_options
+
+    load = _load_average()
+    sessions = {
+        name: ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+        for name, path in models.items()
+    }
+    inputs = {b: np.ascontiguousarray(images[np.arange(b) % len(images)]) for b in batches}
+
+    def run_ms(name: str, b: int) -> float:
+        start = clock()
+        sessions[name].run([OUTPUT], {INPUT: inputs[b]})
+        return (clock() - start) * 1e3
+
+    round_ms = 0.0
+    for b in batches:
+        for name in sessions:
+            run_ms(name, b)  # first run: allocations, kernel selection
+            round_ms += run_ms(name, b)
+    repeats = max(MIN_REPEATS, min(MAX_REPEATS, int(budget_s * 1e3 / max(round_ms, 1e-6))))
+    names = list(sessions)
+    samples: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in names}
+    for r in range(repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for b in batches:
+            for name in order:
+                samples[name][b].append(run_ms(name, b))
+    return {
+        "batches": list(batches),
+        "repeats": repeats,
+        "load_average": load,
+        "cores": os.cpu_count(),
+        "median_ms": {
+            name: {str(b): round(statistics.median(s), 4) for b, s in per_batch.items()}
+            for name, per_batch in samples.items()
+        },
+    }
+
+
+def choose_cpu_form(speedup: dict[str, dict[str, float]], passed: list[str]) -> str:
+    """The fastest form among those that passed the gate (geometric mean of their speed-ups over the batches),
+    static unless the fastest beats it by more than `STATIC_PREFERENCE`."""
+
+    def score(form: str) -> float:
+        values = list(speedup[form].values())
+        return math.exp(sum(math.log(v) for v in values) / len(values))
+
+    best = max(passed, key=score)
+    if "static" in passed and score("static") * (1 + STATIC_PREFERENCE) >= score(best):
+        return "static"
+    return best
+
+
+def build_cpu_int8(
+    model_path: Path,
+    out_path: Path,
+    calibration: Calibration | None,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    fp32_path: Path,
+    num_classes: int,
+    config,
+    log=print,
+    timer=measure_cpu_latency,
+) -> dict:
+    """The CPU INT8 model in the form `config.cpu_int8_form` asks for (auto: measured), written to `out_path`.
+
+    Each form built passes through `quantize_with_gate` (with its per-block fallback). auto times the forms
+    that passed against `fp32_path` with `timer` and keeps the faster (`choose_cpu_form`); if the one kept is
+    slower than FP32 at any timed batch, one warning says so and the check's `faster_than_fp32` is False.
+
+    Args:
+        model_path: the float model to quantize (initializers unshared), `calibration` its ranges (None: the
+            dynamic form only).
+        images, targets: the gate's validation images and labels.
+        fp32_path: the bundle's FP32 model, the reference of the timing.
+        config: the `ExportConfig` (`cpu_int8_form`, `max_accuracy_drop`, `min_agreement`).
+        timer: `measure_cpu_latency` or a function with its signature (tests pass a fake one).
+
+    Returns:
+        The manifest's `checks.int8_cpu_vs_fp32` (`bundle.cpu_int8_check`).
+
+    Raises:
+        ExportError: no form built passes the gate (the message gives the one closest to passing).
+    """
+    choice = config.cpu_int8_form
+    forms = CPU_INT8_FORMS if choice == "auto" else (choice,)
+    paths = {form: out_path.with_name(f"{out_path.stem}.{form}.onnx") for form in forms}
+    gates = {
+        form: quantize_with_gate(
+            model_path,
+            paths[form],
+            calibration,
+            images,
+            targets,
+            num_classes=num_classes,
+            max_drop=config.max_accuracy_drop,
+            min_agreement=config.min_agreement,
+            log=log,
+            quantizer=QUANTIZERS[form],
+            kind=f"cpu int8 {form}",
+        )
+        for form in forms
+    }
+    passed = [form for form in forms if gates[form].passed]
+    if not passed:
+        closest = min(forms, key=lambda f: gates[f].drop)
+        kind = f"CPU INT8 (--cpu-int8-form {choice})"
+        if choice == "auto":
+            kind = f"CPU INT8 fails the gate in both forms; the closer ({closest})"
+        advice = {"static": "another --calib-method or --cpu-int8-form", "dynamic": "another --cpu-int8-form"}
+        raise ExportError(
+            gate_failure(kind, gates[closest], config)
+            + f", try {advice.get(choice, 'another --calib-method')}, or use --precision fp32"
+        )
+    candidates = {form: _gate_summary(gate) for form, gate in gates.items()} if choice == "auto" else None
+    speed = None
+    if choice == "auto":
+        speed = timer({FP32: fp32_path, **{form: paths[form] for form in passed}}, images)
+        speed["speedup_vs_fp32"] = speedups_vs_fp32(speed["median_ms"])
+    form = choose_cpu_form(speed["speedup_vs_fp32"], passed) if speed else choice
+    shutil.move(paths[form], out_path)
+    check = cpu_int8_check(
+        gates[form].to_dict(),
+        form=form,
+        description=FORMS[form],
+        chosen_by="measured" if speed else f"--cpu-int8-form {choice}",
+        speed=speed,
+        candidates=candidates,
+    )
+    if speed:
+        ratios = speed["speedup_vs_fp32"]
+        log(
+            f"cpu int8: kept the {form} form, measured over {speed['repeats']} rounds (load "
+            f"{speed['load_average']}); speed against FP32 at batch {'/'.join(map(str, speed['batches']))}: "
+            + ", ".join(f"{f} {'/'.join(f'{v:.2f}x' for v in r.values())}" for f, r in ratios.items())
+        )
+        if not check["faster_than_fp32"]:
+            warnings.warn(slower_than_fp32(form, speed), stacklevel=2)
+    return check
+
+
+def slower_than_fp32(form: str, speed: dict) -> str:
+    """The one warning line when the CPU INT8 model kept is slower than FP32 at some timed batch."""
+    ratios = ", ".join(f"{v:.2f}x at batch {b}" for b, v in speed["speedup_vs_fp32"][form].items())
+    load = speed.get("load_average")
+    where = f"load {load[0]:.1f} on {speed.get('cores')} cores" if load else "load unknown"
+    return (
+        f"CPU INT8 ({form} form) runs at {ratios} FP32's speed on this machine ({where}); deploy model.onnx, "
+        "or export a larger model"
+    )
+
+
+def _gate_summary(gate: GateResult) -> dict:
+    keys = ("passed", "drop_points", "top1_agreement", "float_blocks")
+    return {k: v for k, v in gate.to_dict().items() if k in keys}

@@ -25,8 +25,7 @@ from sladkit.config import ExportConfig
 from sladkit.errors import ConfigError
 from sladkit.export import modelopt_backend
 from sladkit.export.calib_cache import write_calibration_cache
-from sladkit.export.cpu_int8 import FORM as CPU_INT8_FORM
-from sladkit.export.cpu_int8 import quantize_cpu
+from sladkit.export.cpu_int8 import build_cpu_int8, check_cpu_int8_form
 from sladkit.export.data import calibration_array, validation_arrays
 from sladkit.export.onnx import (
     INPUT,
@@ -44,6 +43,7 @@ from sladkit.export.quantize import (
     Calibration,
     compare,
     convert_qdq_to_fp8,
+    gate_failure,
     predictions,
     quantize_qdq,
     quantize_with_gate,
@@ -61,9 +61,11 @@ PARITY_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| on logits
 CALIBRATED = ("int8", "fp8")  # TensorRT precisions whose Q/DQ ranges come from calibration
 
 
-def _calibrated(target, precision: str) -> bool:
-    """Whether this export calibrates: TensorRT INT8/FP8, and the CPU target's INT8 (static U8S8 Q/DQ)."""
-    return precision in CALIBRATED if target.runtime == "tensorrt" else precision == "int8"
+def _calibrated(target, precision: str, cpu_form: str) -> bool:
+    """Whether this export calibrates: TensorRT INT8/FP8, and the CPU target's INT8 unless its form is dynamic."""
+    if target.runtime == "tensorrt":
+        return precision in CALIBRATED
+    return precision == "int8" and cpu_form != "dynamic"
 
 
 @dataclass
@@ -73,18 +75,6 @@ class ExportResult:
 
     def summary(self) -> str:
         return bundles.summary(self.manifest) + f"\nbundle written to {self.bundle}"
-
-
-def _gate_failure(kind: str, gate, config: ExportConfig) -> str:
-    """The accuracy gate's refusal: what was measured against what was asked, and the options to change."""
-    ci = f" (95 % CI [{gate.drop_ci95[0]:.2f}, {gate.drop_ci95[1]:.2f}])" if gate.drop_ci95 else ""
-    floats = f" even with {', '.join(gate.float_blocks)} in float" if gate.float_blocks else ""
-    return (
-        f"{kind} loses {gate.drop:.2f} points{ci} ({gate.int8_metric:.2f} vs FP32 {gate.fp32_metric:.2f}) and "
-        f"agrees with FP32 on {gate.agreement:.1f} % of the images{floats}; the gate asks for at most "
-        f"{config.max_accuracy_drop} points and at least {config.min_agreement} %: raise --max-accuracy-drop "
-        "or lower --min-agreement"
-    )
 
 
 def _log(message: str) -> None:
@@ -110,7 +100,8 @@ def run(config: ExportConfig) -> ExportResult:
                 f"at {precision} has none: drop --quantizer, or export a TensorRT target with --precision int8"
             )
         modelopt_backend.check_available()
-    if config.calib_data and not _calibrated(target, precision):
+    check_cpu_int8_form(config, target, precision)
+    if config.calib_data and not _calibrated(target, precision, config.cpu_int8_form):
         raise ConfigError(
             f"--calib-data calibrates INT8 (and FP8); target {target.name} at {precision} uses no calibration: "
             "drop --calib-data, or export with --precision int8"
@@ -143,7 +134,7 @@ def _export(
         )
     images, targets = validation_arrays(run_config, config.eval_images)
     calib, calib_source = (None, None)
-    if _calibrated(target, precision):
+    if _calibrated(target, precision, config.cpu_int8_form):
         calib, calib_source = calibration_array(
             run_config, config.calib_data, config.calib_images, seed=run_config["train"]["seed"]
         )
@@ -189,9 +180,9 @@ def _export(
         checks["fp32"] = {"metric": task_metric(fp32_pred, targets, num_classes), "images": len(images)}
 
         artifacts = [("model.onnx", core, "fp32")]
-        calibration_info = None
-        # 4-6. INT8 (and FP8, from the same calibration; the CPU INT8 too).
-        if _calibrated(target, precision):
+        unshared, calibration, calibration_info = core, None, None
+        # 4-6. INT8 (and FP8, from the same calibration; the CPU INT8 too, unless dynamic).
+        if _calibrated(target, precision, config.cpu_int8_form):
             unshared = work / "unshared.onnx"
             unshare_initializers(core, unshared)
             t0 = time.perf_counter()
@@ -230,7 +221,7 @@ def _export(
                 checks["int8_vs_fp32"]["modelopt"] = modelopt_backend.modelopt_version()
             if not gate.passed:
                 raise ExportError(
-                    _gate_failure("INT8", gate, config)
+                    gate_failure("INT8", gate, config)
                     + ", try another --calib-method, or use --precision fp16"
                 )
             problems = check_tensorrt_qdq(qdq)
@@ -244,27 +235,19 @@ def _export(
                 cache = work / "calib.cache"
                 write_calibration_cache(cache, calibration.amax, tensorrt_version=target.tensorrt or "10.3.0")
                 artifacts.append(("calib.cache", cache, "int8"))
-        elif precision == "int8":
+        elif precision == "int8":  # the CPU INT8 model, in the form measured or asked for (cpu_int8.py)
             cpu = work / "model.int8-cpu.onnx"
-            gate = quantize_with_gate(
+            checks[bundles.CPU_INT8_CHECK] = build_cpu_int8(
                 unshared,
                 cpu,
                 calibration,
                 images,
                 targets,
+                fp32_path=core,
                 num_classes=num_classes,
-                max_drop=config.max_accuracy_drop,
-                min_agreement=config.min_agreement,
+                config=config,
                 log=_log,
-                quantizer=quantize_cpu,
-                kind="cpu int8",
             )
-            checks["int8_cpu_vs_fp32"] = {**gate.to_dict(), "form": CPU_INT8_FORM}
-            if not gate.passed:
-                raise ExportError(
-                    _gate_failure("CPU INT8", gate, config)
-                    + ", try another --calib-method, or use --precision fp32"
-                )
             artifacts.append(("model.int8-cpu.onnx", cpu, "int8"))
 
         # Metadata, optional baked preprocessing, then into the bundle.
@@ -406,7 +389,7 @@ def _quantize_fp8(unshared, work, calibration, images, targets, fp32_pred, num_c
         gate.sensitivity = fallback.sensitivity
     if not gate.passed:
         raise ExportError(
-            _gate_failure("FP8", gate, config) + ", try another --calib-method, or use --precision fp16"
+            gate_failure("FP8", gate, config) + ", try another --calib-method, or use --precision fp16"
         )
     problems = check_tensorrt_qdq(fp8, precision="fp8")
     if problems:

@@ -7,8 +7,9 @@ Adds stay float, since ViTs lose accuracy when those are quantized.
 Calibration (`sladkit.export.calibrate`) is done once over *every* tensor, so the same ranges feed the
 Q/DQ model (through ONNX Runtime's calibration cache) and TensorRT's calibration cache.
 
-CPU (ONNX Runtime on x86/ARM): symmetric S8S8 Q/DQ runs slower than FP32 there; the CPU artifact is a
-static U8S8 Q/DQ model from the same calibration (`sladkit.export.cpu_int8`), under the same gate.
+CPU (ONNX Runtime on x86/ARM): symmetric S8S8 Q/DQ runs slower than FP32 there; the CPU artifact
+(`sladkit.export.cpu_int8`) is static U8S8 Q/DQ from the same calibration or ONNX Runtime's dynamic
+quantization, each under the same gate, by default the one measured faster on the exporting machine.
 """
 
 from __future__ import annotations
@@ -99,6 +100,41 @@ def quantize_qdq(
     include_nodes: list[str] | None = None,
 ) -> None:
     """Explicit Q/DQ INT8 for TensorRT: symmetric, per-channel weights, MatMul/Gemm/Conv inputs only."""
+    quantize_static_qdq(
+        model_path,
+        out_path,
+        calibration.method,
+        calibration.cache_path,
+        unsigned_activations=False,
+        include_nodes=include_nodes,
+        exclude_nodes=exclude_nodes,
+        # TensorRT's IDequantizeLayer takes INT8/FP8/INT4 only: ORT's INT32 bias Q/DQ cannot build
+        QuantizeBias=False,
+    )
+
+
+def quantize_static_qdq(
+    model_path: str | Path,
+    out_path: str | Path,
+    method: str,
+    cache_path: str | Path,
+    *,
+    unsigned_activations: bool,
+    include_nodes: list[str] | None = None,
+    exclude_nodes: list[str] | None = None,
+    **extra_options,
+) -> None:
+    """ONNX Runtime's `quantize_static` in the form both of sladkit's static INT8 models share: Q/DQ on the
+    inputs of MatMul/Gemm/Conv only, per-channel symmetric S8 weights (a MatMul's along its output channels),
+    activation ranges read from `cache_path` (never recomputed), no `reduce_range`.
+
+    Args:
+        method: the calibration method the ranges came from (ONNX Runtime records it).
+        unsigned_activations: U8 activations with a zero point (the CPU form) instead of symmetric S8
+            (TensorRT's form).
+        include_nodes / exclude_nodes: the only nodes quantized / nodes kept float.
+        extra_options: more of `quantize_static`'s `extra_options` (e.g. `QuantizeBias=False`).
+    """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     with _without_preprocessing_hint():
@@ -109,20 +145,20 @@ def quantize_qdq(
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OPS),
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8 if unsigned_activations else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             nodes_to_quantize=include_nodes,
             nodes_to_exclude=exclude_nodes or [],
-            calibrate_method=_ort_method(calibration.method),
+            calibrate_method=_ort_method(method),
             extra_options={
-                "ActivationSymmetric": True,
+                "ActivationSymmetric": not unsigned_activations,
                 "WeightSymmetric": True,
                 "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # inputs only
                 "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # output channels of a (in, out) weight
-                # TensorRT's IDequantizeLayer takes INT8/FP8/INT4 only: ORT's INT32 bias Q/DQ cannot build
-                "QuantizeBias": False,
+                **extra_options,
             },
-            calibration_cache_path=calibration.cache_path,
+            calibration_cache_path=cache_path,
         )
 
 
@@ -204,6 +240,19 @@ def compare(
     )
 
 
+def gate_failure(kind: str, gate: GateResult, config) -> str:
+    """The accuracy gate's refusal: what was measured against what was asked (`config`: the `ExportConfig`), and
+    the options to change; the caller adds its own."""
+    ci = f" (95 % CI [{gate.drop_ci95[0]:.2f}, {gate.drop_ci95[1]:.2f}])" if gate.drop_ci95 else ""
+    floats = f" even with {', '.join(gate.float_blocks)} in float" if gate.float_blocks else ""
+    return (
+        f"{kind} loses {gate.drop:.2f} points{ci} ({gate.int8_metric:.2f} vs FP32 {gate.fp32_metric:.2f}) and "
+        f"agrees with FP32 on {gate.agreement:.1f} % of the images{floats}; the gate asks for at most "
+        f"{config.max_accuracy_drop} points and at least {config.min_agreement} %: raise --max-accuracy-drop "
+        "or lower --min-agreement"
+    )
+
+
 def drop_interval(fp32_pred, int8_pred, target, num_classes, *, resamples: int = 200, seed: int = 0):
     """Bootstrap 95 % interval of the metric drop (FP32 - INT8, points), resampling images (paired)."""
     n = len(target)
@@ -240,7 +289,8 @@ def quantize_with_gate(
     until the budget holds. `passed` is False when even that fails.
 
     Args:
-        quantizer: `quantize_qdq` (TensorRT, the default) or `cpu_int8.quantize_cpu`: same signature.
+        quantizer: `quantize_qdq` (TensorRT, the default), `cpu_int8.quantize_cpu` or
+            `cpu_int8.quantize_cpu_dynamic`, `modelopt_backend.quantize_modelopt`: same signature.
         kind: the name the log lines give the model.
     """
     quantizer = quantizer or quantize_qdq
