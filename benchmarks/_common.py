@@ -154,3 +154,21 @@ def machine_line(machine: dict) -> str:
         f"sladkit {v.get('sladkit')}, torch {v.get('torch')}, timm {v.get('timm')}, "
         f"onnxruntime {v.get('onnxruntime')}."
     )
+
+
+SMOKE_NOTE = "**Smoke run: tiny random models, numbers mean nothing.**"
+
+
+def report_header(title: str, report: dict, *, smoke_note: str = SMOKE_NOTE) -> list[str]:
+    """A report's first lines: `# title`, the reduced note, the smoke note, the machine line.
+
+    Each is followed by a blank line; the reduced note comes only when `report["reduced"]` is set and
+    the smoke note only for `--smoke` runs. The machine line ends in `{SHARED_NOTE}`, which
+    `write_results` fills in.
+    """
+    lines = [f"# {title}", ""]
+    if report.get("reduced"):
+        lines += [f"**Reduced configuration**: {report['reduced']}", ""]
+    if report["args"]["smoke"]:
+        lines += [smoke_note, ""]
+    return lines + [machine_line(report["machine"]) + " {SHARED_NOTE}", ""]

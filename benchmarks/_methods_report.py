@@ -242,14 +242,10 @@ def _seeds_text(args: dict) -> str:
 
 def markdown(report: dict) -> list[str]:
     a = report["args"]
-    lines = ["# Methods: SLAD against the baselines, with 95 % confidence intervals", ""]
-    if report.get("reduced"):
-        lines += [f"**Reduced configuration**: {report['reduced']}", ""]
-    if a["smoke"]:
-        lines += ["**Smoke run: tiny random models, numbers mean nothing.**", ""]
+    lines = _common.report_header(
+        "Methods: SLAD against the baselines, with 95 % confidence intervals", report
+    )
     lines += [
-        _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
-        "",
         f"Command: `{report['command']}`. Seeds {_seeds_text(a)}; {a['epochs']} epochs per stage; "
         f"synthetic tasks: {a['train_images']} training images, {a['val_images']} (cls) / "
         f"{a['seg_val_images']} (seg) validation images; pair: {report['pair']}. Total benchmark time "

@@ -47,14 +47,12 @@ def targets(rows: list[dict]) -> list[dict]:
 def markdown(report: dict, *, c_grid: tuple[float, ...]) -> list[str]:
     """The report's lines; `c_grid` is the logistic regression's grid of C (real_data.C_GRID)."""
     a = report["args"]
-    lines = ["# Real data: the default SLAD recipe against classic baselines", ""]
-    if report.get("reduced"):
-        lines += [f"**Reduced configuration**: {report['reduced']}", ""]
-    if a["smoke"]:
-        lines += ["**Smoke run: tiny random models, tiny subsets, 1 epoch; numbers mean nothing.**", ""]
+    lines = _common.report_header(
+        "Real data: the default SLAD recipe against classic baselines",
+        report,
+        smoke_note="**Smoke run: tiny random models, tiny subsets, 1 epoch; numbers mean nothing.**",
+    )
     lines += [
-        _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
-        "",
         f"Command: `{report['command']}`. Seed {a['seed']}; pair: {report['pair']}; sladkit train: the default "
         f"recipe ({report['recipe']}); small CNN: {a['cnn_epochs']} epochs. Total benchmark time "
         f"{report['total_s'] / 60:.1f} min.",

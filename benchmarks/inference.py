@@ -308,12 +308,10 @@ def main(argv=None) -> dict:
 
 def markdown(report: dict) -> list[str]:
     a, m = report["args"], report["models"]
-    lines = ["# Inference: student and teacher, PyTorch eager / ONNX Runtime FP32 / INT8", ""]
-    if a["smoke"]:
-        lines += ["**Smoke run: tiny random models, numbers mean nothing.**", ""]
+    lines = _common.report_header(
+        "Inference: student and teacher, PyTorch eager / ONNX Runtime FP32 / INT8", report
+    )
     lines += [
-        _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
-        "",
         f"Command: `{report['command']}`. Median over {a['repeats']} interleaved rounds of {a['iterations']} "
         f"calls (p10–p90 over rounds in brackets). Random-normal inputs of the run's image size. "
         f"Benchmark time {report['total_s'] / 60:.1f} min.",

@@ -195,12 +195,8 @@ def main(argv=None) -> dict:
 
 def markdown(report: dict) -> list[str]:
     a = report["args"]
-    lines = ["# Quantization: INT8 against FP32 on the downstream tasks", ""]
-    if a["smoke"]:
-        lines += ["**Smoke run: tiny random models, numbers mean nothing.**", ""]
+    lines = _common.report_header("Quantization: INT8 against FP32 on the downstream tasks", report)
     lines += [
-        _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
-        "",
         f"Command: `{report['command']}`. One SLAD run per task ({a['train_epochs']} epochs, "
         f"{a['train_images']} training images), the student exported; INT8 vs FP32 on {a['val_images']} "
         f"validation images; {a['calib_images']} calibration images (training split). Fallback: "

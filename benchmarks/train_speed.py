@@ -164,12 +164,10 @@ def main(argv=None) -> dict:
 
 def markdown(report: dict) -> list[str]:
     a = report["args"]
-    lines = ["# Training speed: SLAD against the two-stage pipelines (tiny pretrained pair, cls)", ""]
-    if a["smoke"]:
-        lines += ["**Smoke run: tiny random models, numbers mean nothing.**", ""]
+    lines = _common.report_header(
+        "Training speed: SLAD against the two-stage pipelines (tiny pretrained pair, cls)", report
+    )
     lines += [
-        _common.machine_line(report["machine"]) + " {SHARED_NOTE}",
-        "",
         f"Command: `{report['command']}`. {a['epochs']} epochs per stage for every method, "
         f"{a['train_images']} training / {a['val_images']} validation images, batch {a['batch_size']}, "
         f"{a['repeats']} repeats with the method order rotated; torch threads: {a['threads'] or 'default'}. "
