@@ -341,12 +341,16 @@ def build_cpu_int8(
 
 def slower_than_fp32(form: str, speed: dict) -> str:
     """The one warning line when the CPU INT8 model kept is slower than FP32 at some timed batch."""
-    ratios = ", ".join(f"{v:.2f}x at batch {b}" for b, v in speed["speedup_vs_fp32"][form].items())
+    ratios = speed["speedup_vs_fp32"][form]
+    slower = " and ".join(b for b, v in ratios.items() if v <= 1.0)
+    times = [f"{v:.2f}x at batch {b}" for b, v in ratios.items()]
+    times[0] = times[0].replace("x at", "x FP32's speed at", 1)
     load = speed.get("load_average")
     where = f"load {load[0]:.1f} on {speed.get('cores')} cores" if load else "load unknown"
+    at = "" if all(v <= 1.0 for v in ratios.values()) else f" at batch {slower}"
     return (
-        f"CPU INT8 ({form} form) runs at {ratios} FP32's speed on this machine ({where}); deploy model.onnx, "
-        "or export a larger model"
+        f"CPU INT8 ({form} form) is slower than FP32 at batch {slower} on this machine ({', '.join(times)}; {where}): "
+        f"deploy model.onnx{at}, or export a larger model"
     )
 
 
