@@ -164,13 +164,6 @@ def check_cpu_int8_form(config, target, precision: str) -> None:
         )
 
 
-def _load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]  # 1, 5, 15 minutes
-    except OSError:  # not on every platform
-        return None
-
-
 def measure_cpu_latency(
     models: dict[str, str | Path],
     images: np.ndarray,
@@ -197,8 +190,9 @@ def measure_cpu_latency(
     import onnxruntime as ort
 
     from sladkit.runtime.backends.onnxruntime import session_options
+    from sladkit.runtime.profiler import load_average
 
-    load = _load_average()
+    load = load_average()
     sessions = {
         name: ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
         for name, path in models.items()

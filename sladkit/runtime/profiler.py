@@ -254,6 +254,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the platform has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not on every platform
+        return None
+
+
 def machine_info() -> dict:
     """The machine and its load when profiling starts (the load average counts other processes too)."""
     from sladkit.runtime.device import device_state, gpu_info
@@ -266,14 +274,10 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    try:
-        load = [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # not on every platform
-        load = None
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "load_average": load,  # 1, 5, 15 minutes
+        "load_average": load_average(),
         "gpu": gpu_info()["name"],
         "platform": platform.platform(),
         "python": platform.python_version(),
