@@ -15,7 +15,9 @@ PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExec
 def session_options(threads: int | None = None):
     """The options of every timed ONNX Runtime session: this backend's (`sladkit profile`, `eval`, `predict`)
     and export's timing of the CPU INT8 forms. Warnings off; ONNX Runtime's default thread pool, or `threads`
-    intra-op threads and one inter-op thread."""
+    intra-op threads and one inter-op thread. Thread spinning is left at ONNX Runtime's default (on): the
+    threads spin between back-to-back runs, which is what a timed loop measures; both callers time the same way,
+    so their numbers compare."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
