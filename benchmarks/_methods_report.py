@@ -102,6 +102,35 @@ def paired(rows: list[dict]) -> dict:
     return out
 
 
+def ablation_paired(rows: list[dict]) -> dict:
+    """Per ablation and value (cls): ablation − default SLAD per seed, student and teacher, with t intervals.
+
+    The default run of a seed is the main SLAD cls row of that seed, else the `share=ab` ablation row of it
+    (the same configuration). Rows made before `--ablation-seeds` carry no seed: they are seed 0.
+    """
+    default = {s: r for s, r in _by_task(rows).get("cls", {}).get("slad", {}).items()}
+    abl = [r for r in rows if r["group"] == "ablation" and r["ablation"] != "layer_map"]
+    for r in abl:
+        if r["ablation"] == "share" and r["value"] == "ab":
+            default.setdefault(r.get("seed", 0), r)
+    out: dict = {}
+    for r in abl:
+        if r["ablation"] == "layer_map_student_only" or (r["ablation"] == "share" and r["value"] == "ab"):
+            continue
+        out.setdefault(f"{r['ablation']}={r['value']}", {})[r.get("seed", 0)] = r
+    pairs = {}
+    for key, runs in out.items():
+        entry = {"seeds": sorted(runs)}
+        for metric in ("student", "teacher"):
+            entry[metric] = _stats.mean_ci([r[metric] for r in runs.values()])
+            entry[f"{metric}_diff"] = _stats.paired_ci(
+                {s: r[metric] for s, r in runs.items()}, {s: r[metric] for s, r in default.items()}
+            )
+        entry["verdict"] = _stats.verdict(entry["student_diff"], better="better", worse="worse")
+        pairs[key] = entry
+    return pairs
+
+
 def tta_ratios(rows: list[dict]) -> dict:
     """Per task and two-stage pipeline: SLAD / pipeline per seed (time to accuracy, total wall time)."""
 
@@ -339,12 +368,12 @@ def markdown(report: dict) -> list[str]:
                     f"| {_interval(r['tta_with_eval'], 2, False)} | {_interval(r['wall'], 2, False)} | {r['reached']} |"
                 )
             lines.append("")
-    abl = [r for r in report["rows"] if r["group"] == "ablation"]
+    abl = [r for r in report["rows"] if r["group"] == "ablation" and r.get("seed", 0) == 0]
     if abl:
         lines += [
             "## Ablations (cls, SLAD, seed 0)",
             "",
-            "One seed each: ± is the Wilson interval of the single run. Layer-map rows use the depth-mismatched "
+            "One run each: ± is the Wilson interval of the single run. Layer-map rows use the depth-mismatched "
             "pair (teacher depth 6, student = first 3 blocks of the pretrained depth-6 student); "
             "`layer_map_student_only` is that student trained alone, for reference.",
             "",
@@ -358,6 +387,24 @@ def markdown(report: dict) -> list[str]:
             lines.append(
                 f"| {r['ablation']} | {r['value']} | {student} | {teacher} "
                 f"| {r['cka_before']:.3f} → {r['cka_after']:.3f} | {r['wall_s']:.0f} |"
+            )
+        lines.append("")
+    multi = {k: e for k, e in report.get("ablation_paired", {}).items() if len(e["seeds"]) > 1}
+    if multi:
+        lines += [
+            "## Ablations over seeds (cls, SLAD): ablation − default, paired per seed",
+            "",
+            "Each ablation run is paired with the default SLAD run of its seed (same scenes, split and "
+            "initialisation; `--share ab`, temperature 1, no KD into the teacher). Points, mean over seeds "
+            "[95 % t interval].",
+            "",
+            "| ablation | seeds | student % | teacher % | student − default | teacher − default | student verdict |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, e in multi.items():
+            lines.append(
+                f"| {key} | {len(e['seeds'])} | {_pm(e['student'])} | {_pm(e['teacher'])} "
+                f"| {_interval(e['student_diff'])} | {_interval(e['teacher_diff'])} | {e['verdict']} |"
             )
         lines.append("")
     if report["targets"]:

@@ -56,6 +56,7 @@ NOT_IN_A_RUN = (
     "tasks",
     "methods",
     "ablations",
+    "ablation_seeds",
     "tta_fraction",
     "data_root",
     "teacher_weights",  # compared by contents (the report's weights_sha256)
@@ -68,7 +69,10 @@ NOT_IN_A_RUN = (
 
 
 def _row_key(tags: dict) -> tuple:
-    return tuple(tags.get(k) for k in ("group", "task", "method", "seed", "ablation", "value"))
+    key = {k: tags.get(k) for k in ("group", "task", "method", "seed", "ablation", "value")}
+    if key["group"] == "ablation" and key["seed"] is None:
+        key["seed"] = 0  # ablation rows of reports made before --ablation-seeds: seed 0
+    return tuple(key.values())
 
 
 def rows_from_report(

@@ -25,8 +25,9 @@ stage of the two-stage pipelines included). Training time = metrics.jsonl's cumu
 the per-epoch evaluations (each epoch's training seconds are steps x batch / `images_per_s`, the loop's own
 timing); the time with evaluations is reported beside it. SLAD / pipeline ratios per seed, with t intervals.
 
-Ablations (`--ablations`, on by default; classification, seed 0): `--share`, `--layer-map` with a
-depth-mismatched pair, the temperature and KD into the teacher. Depth mismatch: the pretraining tool makes
+Ablations (`--ablations`, on by default; classification): `--share`, the temperature and KD into the
+teacher at seeds 0..`--ablation-seeds`-1, each run paired with the default SLAD run of its seed (ablation -
+default per seed, with its t interval); `--layer-map` with a depth-mismatched pair at seed 0. Depth mismatch: the pretraining tool makes
 depth-6 models only, so the mismatched pair is the depth-6 teacher and a depth-3 student made of the first 3
 blocks of the pretrained student (its final norm kept): not a student pretrained at depth 3.
 
@@ -103,7 +104,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--ablations",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="the SLAD ablations (cls, seed 0)",
+        help="the SLAD ablations (cls)",
+    )
+    p.add_argument(
+        "--ablation-seeds",
+        type=int,
+        default=1,
+        help="seeds 0..N-1 of the --share, temperature and KD-into-teacher ablations, each paired with the "
+        "SLAD run of its seed (the layer-map ablations run at seed 0 only)",
     )
     p.add_argument("--teacher-weights", type=Path, default=None, help="default: the shipped tiny teacher")
     p.add_argument("--student-weights", type=Path, default=None, help="default: the shipped tiny student")
@@ -322,31 +330,43 @@ def plan(args: argparse.Namespace, work: Path) -> list[dict]:
     if not args.ablations:
         return jobs
 
-    cls_data = task_data(args, "cls", 0)
-
-    def ablation(name: str, value, **changes) -> None:
-        config = base_config(args, 0, work / f"abl-{name}-{value}", cls_data)
+    def ablation(seed: int, name: str, value, **changes) -> None:
+        data = task_data(args, "cls", seed)
+        out = work / (f"abl-{name}-{value}" + (f"-{seed}" if seed else ""))
+        config = base_config(args, seed, out, data)
         config.update({"method": "slad", **changes})
-        tags = {"group": "ablation", "task": "cls", "ablation": name, "value": str(value)}
-        tags.update(train_images=cls_data["train_images"], val_images=cls_data["val_images"])
+        tags = {"group": "ablation", "task": "cls", "ablation": name, "value": str(value), "seed": seed}
+        tags.update(train_images=data["train_images"], val_images=data["val_images"])
         jobs.append({"config": config, "tags": tags})
 
-    # the smoke run keeps one value of each ablation (the slowest part of the smoke test otherwise)
-    for share in ("none",) if args.smoke else ("ab", "a", "b", "none"):
-        ablation("share", share, share=share)
-    for temperature in (2.0,) if args.smoke else (2.0, 4.0):
-        ablation("temperature", temperature, temperature=temperature)
-    ablation("kd_into_teacher", True, kd_into_teacher=True)
-    # depth mismatch: teacher depth 2x the student's
+    if args.ablation_seeds < 1:
+        raise SystemExit(f"error: --ablation-seeds {args.ablation_seeds}: must be at least 1")
+    slad_seeds = seeds_of(args, "cls") if "cls" in tasks and "slad" in methods else 0
+    for seed in range(1 if args.smoke else args.ablation_seeds):
+        # the smoke run keeps one value of each ablation (the slowest part of the smoke test otherwise).
+        # share=ab is the default: past seed 0 the SLAD run of the same seed is that run, when planned
+        shares = (
+            ("none",)
+            if args.smoke
+            else ("ab", "a", "b", "none")
+            if seed == 0 or seed >= slad_seeds
+            else ("a", "b", "none")
+        )
+        for share in shares:
+            ablation(seed, "share", share, share=share)
+        for temperature in (2.0,) if args.smoke else (2.0, 4.0):
+            ablation(seed, "temperature", temperature, temperature=temperature)
+        ablation(seed, "kd_into_teacher", True, kd_into_teacher=True)
+    # depth mismatch (seed 0): teacher depth 2x the student's
     if args.smoke:
         deep = {"student_kwargs": {"depth": 1, "init_values": 1.0}}
     else:
         shallow = truncate_student(args.student_weights, 3, work / "student_depth3.safetensors")
         deep = {"student_kwargs": {"depth": 3}, "student_weights": str(shallow)}
     for layer_map in ("last",) if args.smoke else ("even", "first", "last"):
-        ablation("layer_map", layer_map, layer_map=layer_map, **deep)
+        ablation(0, "layer_map", layer_map, layer_map=layer_map, **deep)
     if not args.smoke:
-        ablation("layer_map_student_only", "-", **deep, method="student-only")
+        ablation(0, "layer_map_student_only", "-", **deep, method="student-only")
     return jobs
 
 
@@ -454,6 +474,7 @@ def main(argv=None) -> dict:
         "summary": summary,
         "paired": pairs,
         "tta_ratios": ratios,
+        "ablation_paired": report_.ablation_paired(rows),
         "targets": report_.targets(summary, pairs, ratios),
         "rows": rows,
         "notes": [],
@@ -476,7 +497,7 @@ def _progress(row: dict, done: int, total: int) -> str:
     what = (
         f"{row['task']} {row['method']} seed {row['seed']}"
         if row["group"] == "main"
-        else f"ablation {row['ablation']}={row['value']}"
+        else f"ablation {row['ablation']}={row['value']} seed {row.get('seed', 0)}"
     )
     return (
         f"[{done}/{total}] {what}: student {row['student']} teacher {row['teacher']} "

@@ -128,6 +128,17 @@ def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
     for j in methods.plan(args, tmp_path):
         seeds.setdefault(j["tags"]["task"], set()).add(j["tags"]["seed"])
     assert seeds == {"cls": {0, 1, 2}, "seg": {0, 1}}
+    # --ablation-seeds: share/temperature/KD at every seed, share=ab only where no SLAD run stands for it,
+    # the layer map at seed 0
+    args = methods.parse_args(["--seeds", "2", "--student-weights", str(weights), "--ablation-seeds", "3"])
+    runs = [j["tags"] for j in methods.plan(args, tmp_path) if j["tags"]["group"] == "ablation"]
+    by_seed = {s: {(t["ablation"], t["value"]) for t in runs if t["seed"] == s} for s in (0, 1, 2)}
+    assert ("share", "ab") in by_seed[0] and ("share", "ab") not in by_seed[1]  # SLAD cls seed 1 is it
+    assert ("share", "ab") in by_seed[2] and ("temperature", "4.0") in by_seed[2]  # no SLAD cls seed 2
+    assert all(t["seed"] == 0 for t in runs if t["ablation"] == "layer_map")
+    assert len({j["config"]["out"] for j in methods.plan(args, tmp_path)}) == len(
+        methods.plan(args, tmp_path)
+    )
 
 
 def test_methods_resumes_finished_runs(tmp_path, monkeypatch):
@@ -181,6 +192,12 @@ def test_methods_resume_from_an_earlier_report():
         ("slad",) * 2,
         ("ft-kd",) * 2,
     ]
+    # ablation rows of reports made before --ablation-seeds carry no seed: they stand for seed 0
+    abl = {"group": "ablation", "task": "cls", "ablation": "share", "value": "a"}
+    old = {**report, "rows": [{**abl, "student": 40.0}]}
+    found, _ = _resume.rows_from_report(old, [{"config": {}, "tags": {**abl, "seed": 0}}], args, shas)
+    assert [r["student"] for _, r in found] == [40.0]
+    assert _resume.rows_from_report(old, [{"config": {}, "tags": {**abl, "seed": 1}}], args, shas)[0] == []
     found, why = _resume.rows_from_report(report, jobs, {**args, "val_images": 500}, shas)
     assert found == [] and "--val-images was 2000, not 500" in why
     found, why = _resume.rows_from_report(report, jobs, args, {**shas, "teacher": "other"})
@@ -201,6 +218,30 @@ def test_methods_statistics_helpers():
     w = _stats.wilson(20.0, 100)  # 20 of 100: Wilson 95 % = [13.34, 28.88] %
     assert (w["low"], w["high"]) == (pytest.approx(13.34, abs=0.01), pytest.approx(28.88, abs=0.01))
     assert _stats.verdict(diff, better="b", worse="w").startswith("not resolved")
+
+
+def test_methods_ablations_paired_with_the_default_run_of_their_seed():
+    """ablation − default per seed: the SLAD cls row of the seed, else the share=ab ablation row of it."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import _methods_report
+
+    def row(student, seed, **tags):
+        return {"task": "cls", "student": student, "teacher": student + 5, "seed": seed, **tags}
+
+    rows = [row(70.0 + s, s, group="main", method="slad") for s in (0, 1)]
+    rows += [row(71.0, 2, group="ablation", ablation="share", value="ab")]  # seed 2's default
+    share_a = (72.0, 74.0, 75.0)  # default + 2, 3, 4 points
+    rows += [row(v, s, group="ablation", ablation="share", value="a") for s, v in enumerate(share_a)]
+    legacy = row(69.0, None, group="ablation", ablation="temperature", value="4.0")
+    del legacy["seed"]  # a row made before --ablation-seeds: seed 0
+    rows += [legacy, row(1.0, 0, group="ablation", ablation="layer_map", value="last")]
+    pairs = _methods_report.ablation_paired(rows)
+    assert set(pairs) == {"share=a", "temperature=4.0"}  # share=ab is the default; layer maps not paired
+    diff = pairs["share=a"]["student_diff"]
+    assert diff["diffs"] == {0: 2.0, 1: 3.0, 2: 4.0} and diff["mean"] == 3.0 and diff["low"] > 0
+    assert pairs["share=a"]["verdict"] == "better" and pairs["share=a"]["seeds"] == [0, 1, 2]
+    assert pairs["temperature=4.0"]["student_diff"]["diffs"] == {0: -1.0}
+    assert pairs["temperature=4.0"]["verdict"].startswith("not resolved")
 
 
 def test_real_data_smoke(tmp_path):
