@@ -68,6 +68,10 @@ NOT_IN_A_RUN = (
 )
 
 
+#: Options added after reports were committed, with the value those reports' runs had.
+BEFORE_THE_OPTION = {"targets": "qkv"}
+
+
 def _row_key(tags: dict) -> tuple:
     key = {k: tags.get(k) for k in ("group", "task", "method", "seed", "ablation", "value")}
     if key["group"] == "ablation" and key["seed"] is None:
@@ -82,7 +86,7 @@ def rows_from_report(
     not) when the report was made with other weights or another setting of an option in a run."""
     if report.get("weights_sha256") != weights_sha256:
         return [], "its weights differ from these (weights_sha256)"
-    old = report.get("args", {})
+    old = {**BEFORE_THE_OPTION, **report.get("args", {})}
     for key, value in args.items():
         if key not in NOT_IN_A_RUN and key in old and str(old[key]) != str(value):
             return [], f"its --{key.replace('_', '-')} was {old[key]}, not {value}"

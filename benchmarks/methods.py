@@ -71,6 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="seeds per method and task (0..N-1): N, or N with per-task overrides, e.g. 12,seg=5,digits=4",
     )
     p.add_argument("--epochs", type=int, default=8, help="epochs (per stage for two-stage methods)")
+    p.add_argument(
+        "--targets",
+        default="qkv",
+        help="LoRA targets of every run (default qkv: the paper's placement, on which the committed table ran; "
+        "sladkit train's default is qkv,proj,fc1,fc2)",
+    )
     p.add_argument("--train-images", type=int, default=800, help="labelled training images (synthetic)")
     p.add_argument("--val-images", type=int, default=2000, help="validation images of the synthetic cls task")
     p.add_argument(
@@ -296,6 +302,7 @@ def base_config(args: argparse.Namespace, seed: int, out: Path, data: dict) -> d
     config = dict(
         seed=seed,
         epochs=args.epochs,
+        targets=args.targets,
         synthetic_train=args.train_images,
         synthetic_val=data["val_images"],
         val_fraction=args.real_val_fraction,

@@ -132,7 +132,10 @@ class TrainConfig:
 
     # Method and shared LoRA
     method: str = _opt("slad", "Training method; each is described under Methods below.")
-    targets: str = _opt("qkv", "Comma-separated LoRA targets among qkv, proj, fc1, fc2.")
+    targets: str = _opt(
+        "qkv,proj,fc1,fc2",
+        "Comma-separated LoRA targets among qkv, proj, fc1, fc2 (qkv alone: the paper's placement).",
+    )
     rank: int = _opt(8, "LoRA rank r.", range=AT_LEAST_1)
     alpha: float = _opt(16.0, "LoRA alpha (the update is scaled by alpha / r).", range=POSITIVE)
     lora_dropout: float = _opt(0.0, "Dropout on the LoRA branch input.", range=Range(0, 1, high_open=True))

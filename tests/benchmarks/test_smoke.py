@@ -198,6 +198,10 @@ def test_methods_resume_from_an_earlier_report():
     found, _ = _resume.rows_from_report(old, [{"config": {}, "tags": {**abl, "seed": 0}}], args, shas)
     assert [r["student"] for _, r in found] == [40.0]
     assert _resume.rows_from_report(old, [{"config": {}, "tags": {**abl, "seed": 1}}], args, shas)[0] == []
+    # a report made before --targets existed ran qkv: it stands for --targets qkv only
+    assert _resume.rows_from_report(report, jobs, {**args, "targets": "qkv"}, shas)[1] is None
+    found, why = _resume.rows_from_report(report, jobs, {**args, "targets": "qkv,proj,fc1,fc2"}, shas)
+    assert found == [] and "--targets was qkv" in why
     found, why = _resume.rows_from_report(report, jobs, {**args, "val_images": 500}, shas)
     assert found == [] and "--val-images was 2000, not 500" in why
     found, why = _resume.rows_from_report(report, jobs, args, {**shas, "teacher": "other"})
@@ -305,3 +309,52 @@ def test_recipe_smoke(tmp_path):
     assert {p["role"] for p in report["probes"]} == {"teacher", "student"}
     markdown = (tmp_path / "recipe.md").read_text()
     assert "Recipe search" in markdown and "embedded default" in markdown and "Linear probes" in markdown
+
+
+def test_recipe_search_pairs_each_recipe_with_the_default_of_its_seed():
+    """recipe.py --seeds: mean over seeds and recipe − default paired per seed, per task."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import recipe
+
+    def row(task, name, seed, student):
+        return {
+            "part": "search",
+            "task": task,
+            "recipe": name,
+            "seed": seed,
+            "student": student,
+            "teacher": student + 1,
+            "train_s": 10.0,
+        }
+
+    rows = [row("fashion-mnist", "default", s, 80.0 + s) for s in (0, 1, 2)]
+    rows += [row("fashion-mnist", "16 epochs", s, 82.0 + s + 0.5 * s) for s in (0, 1, 2)]  # +2, +2.5, +3
+    rows += [row("synthetic", "default", 0, 50.0), row("synthetic", "16 epochs", 0, 55.0)]  # one seed
+    paired = recipe.search_paired(rows)
+    assert {(e["task"], e["recipe"]) for e in paired} == {
+        ("fashion-mnist", "default"),
+        ("fashion-mnist", "16 epochs"),
+    }
+    longer = next(e for e in paired if e["recipe"] == "16 epochs")
+    diff = longer["student_vs_default"]
+    assert diff["diffs"] == {0: 2.0, 1: 2.5, 2: 3.0} and diff["mean"] == 2.5 and diff["low"] > 0
+    assert longer["seeds"] == 3 and longer["student"]["mean"] == 83.5
+    lines = recipe.paired_markdown(paired)
+    assert any("16 epochs" in line and "better" in line for line in lines)
+
+
+def test_recipe_search_on_a_real_dataset_never_sees_its_val_split(tmp_path):
+    """A real search task is the prepared train split alone; sladkit holds out --val-fraction of it."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import recipe
+
+    args = recipe.parse_args(["--smoke", "--search", "--tasks", "digits", "--seeds", "2"])
+    data = recipe.search_data("digits", 1, args, tmp_path)
+    view = Path(data["data"])
+    assert data["val_fraction"] == 0.2 and [p.name for p in view.iterdir()] == ["train"]
+    prepared = (view / "train").resolve().parent
+    assert (prepared / "val").is_dir() and prepared.is_relative_to(tmp_path)  # smoke: not the cache
+    with pytest.raises(SystemExit, match="unknown search task"):
+        recipe.search_data("imagenet", 0, args, tmp_path)
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--seeds", "0"])

@@ -59,7 +59,7 @@ def main(out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     config = TrainConfig(
-        pretrained=False, teacher_kwargs=TINY, student_kwargs=TINY, rank=4, targets="qkv,fc1"
+        pretrained=False, teacher_kwargs=TINY, student_kwargs=TINY, rank=4, targets="qkv,proj,fc1,fc2"
     )
     stage = get_method("slad").stages[0]
     generator = torch.Generator().manual_seed(1)

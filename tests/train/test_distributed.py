@@ -31,6 +31,10 @@ OPTIONS = {
     "epochs": 2,
     "batch_size": 16,
     "rank": 4,
+    # qkv alone: with all four targets (the default) these 32 steps from random weights amplify the
+    # last-bit differences to ~2e-3 (measured), while one step's gradients still agree to ~6e-8
+    # (test_ddp_gradients_..., which covers all four targets); on qkv the drift stays ~1e-6.
+    "targets": "qkv",
     "pretrained": False,
     "progress": False,
     "device": "cpu",

