@@ -108,16 +108,15 @@ def ablation_paired(rows: list[dict]) -> dict:
     The default run of a seed is the main SLAD cls row of that seed, else the `share=ab` ablation row of it
     (the same configuration). Rows made before `--ablation-seeds` carry no seed: they are seed 0.
     """
-    default = {s: r for s, r in _by_task(rows).get("cls", {}).get("slad", {}).items()}
-    abl = [r for r in rows if r["group"] == "ablation" and r["ablation"] != "layer_map"]
-    for r in abl:
-        if r["ablation"] == "share" and r["value"] == "ab":
-            default.setdefault(r.get("seed", 0), r)
+    default = dict(_by_task(rows).get("cls", {}).get("slad", {}))
     out: dict = {}
-    for r in abl:
-        if r["ablation"] == "layer_map_student_only" or (r["ablation"] == "share" and r["value"] == "ab"):
+    for r in rows:
+        if r["group"] != "ablation" or r["ablation"] in ("layer_map", "layer_map_student_only"):
             continue
-        out.setdefault(f"{r['ablation']}={r['value']}", {})[r.get("seed", 0)] = r
+        if r["ablation"] == "share" and r["value"] == "ab":  # the default configuration itself
+            default.setdefault(r.get("seed", 0), r)
+        else:
+            out.setdefault(f"{r['ablation']}={r['value']}", {})[r.get("seed", 0)] = r
     pairs = {}
     for key, runs in out.items():
         entry = {"seeds": sorted(runs)}
@@ -163,15 +162,6 @@ def tta_ratios(rows: list[dict]) -> dict:
     return out
 
 
-def _interval(entry: dict | None, digits: int = 2, sign: bool = True) -> str:
-    if entry is None:
-        return "–"
-    f = f"{{:{'+' if sign else ''}.{digits}f}}"
-    if entry["low"] is None:
-        return f"{f.format(entry['mean'])} (n=1)"
-    return f"{f.format(entry['mean'])} [{f.format(entry['low'])}, {f.format(entry['high'])}]"
-
-
 def targets(summary: dict, pairs: dict, ratios: dict) -> list[dict]:
     """The issue's targets with the numbers behind them; `met` None means the interval does not decide."""
 
@@ -190,7 +180,7 @@ def targets(summary: dict, pairs: dict, ratios: dict) -> list[dict]:
                 {
                     "target": f"{task}: SLAD student > {baseline} student (paired over seeds)",
                     "met": decided(p["student"]),
-                    "detail": f"SLAD − {baseline} = {_interval(p['student'])} points (95 % CI, "
+                    "detail": f"SLAD − {baseline} = {_stats.interval_text(p['student'])} points (95 % CI, "
                     f"{p['student']['n']} seeds; per seed {per_seed}): {p['verdict']}",
                 }
             )
@@ -200,7 +190,7 @@ def targets(summary: dict, pairs: dict, ratios: dict) -> list[dict]:
                 {
                     "target": f"{task}: SLAD teacher > lora-kd teacher (paired over seeds)",
                     "met": decided(lora),
-                    "detail": f"SLAD − lora-kd = {_interval(lora)} points: "
+                    "detail": f"SLAD − lora-kd = {_stats.interval_text(lora)} points: "
                     + _stats.verdict(lora, better="SLAD better", worse="SLAD worse"),
                 }
             )
@@ -211,7 +201,9 @@ def targets(summary: dict, pairs: dict, ratios: dict) -> list[dict]:
                 {
                     "target": f"{task}: CKA drop ft-kd > lora-kd > slad (means over seeds)",
                     "met": drops["ft-kd"]["mean"] > drops["lora-kd"]["mean"] > drops["slad"]["mean"],
-                    "detail": ", ".join(f"{m} {_interval(v, 1, False)} %" for m, v in drops.items()),
+                    "detail": ", ".join(
+                        f"{m} {_stats.interval_text(v, 1, False)} %" for m, v in drops.items()
+                    ),
                 }
             )
     for task, pipelines in ratios.items():
@@ -236,10 +228,10 @@ def targets(summary: dict, pairs: dict, ratios: dict) -> list[dict]:
             {
                 "target": f"{task}: SLAD time to accuracy <= 0.5x ft-kd's (training time, evaluations excluded)",
                 "met": r["mean"] <= 0.5,
-                "detail": f"slad/ft-kd = {_interval(r, 2, False)}{where}; per seed "
+                "detail": f"slad/ft-kd = {_stats.interval_text(r, 2, False)}{where}; per seed "
                 + ", ".join(f"{v:.2f}" for v in r["per_seed"].values())
-                + f"; with evaluations {_interval(ft['tta_with_eval'], 2, False)}; "
-                f"total wall time {_interval(ft['wall'], 2, False)}; reached: {ft['reached']}",
+                + f"; with evaluations {_stats.interval_text(ft['tta_with_eval'], 2, False)}; "
+                f"total wall time {_stats.interval_text(ft['wall'], 2, False)}; reached: {ft['reached']}",
             }
         )
     return checks
@@ -345,7 +337,7 @@ def markdown(report: dict) -> list[str]:
                 )
                 res = {True: "yes", False: "no", None: "–"}[p["resolves_1_point"]]
                 lines.append(
-                    f"| {baseline} | {_interval(p['student'])} | {seeds} | {res} | {_interval(p['teacher'])} "
+                    f"| {baseline} | {_stats.interval_text(p['student'])} | {seeds} | {res} | {_stats.interval_text(p['teacher'])} "
                     f"| {p['verdict']} |"
                 )
             lines.append("")
@@ -364,8 +356,8 @@ def markdown(report: dict) -> list[str]:
                     else ", ".join(f"{v:.2f}" for v in r["tta_train"]["per_seed"].values())
                 )
                 lines.append(
-                    f"| {pipeline} | {_interval(r['tta_train'], 2, False)} | {seeds} "
-                    f"| {_interval(r['tta_with_eval'], 2, False)} | {_interval(r['wall'], 2, False)} | {r['reached']} |"
+                    f"| {pipeline} | {_stats.interval_text(r['tta_train'], 2, False)} | {seeds} "
+                    f"| {_stats.interval_text(r['tta_with_eval'], 2, False)} | {_stats.interval_text(r['wall'], 2, False)} | {r['reached']} |"
                 )
             lines.append("")
     abl = [r for r in report["rows"] if r["group"] == "ablation" and r.get("seed", 0) == 0]
@@ -404,7 +396,7 @@ def markdown(report: dict) -> list[str]:
         for key, e in multi.items():
             lines.append(
                 f"| {key} | {len(e['seeds'])} | {_pm(e['student'])} | {_pm(e['teacher'])} "
-                f"| {_interval(e['student_diff'])} | {_interval(e['teacher_diff'])} | {e['verdict']} |"
+                f"| {_stats.interval_text(e['student_diff'])} | {_stats.interval_text(e['teacher_diff'])} | {e['verdict']} |"
             )
         lines.append("")
     if report["targets"]:

@@ -84,6 +84,16 @@ def wilson(percent: float, n: int) -> dict:
     return {"n": n, "low": 100.0 * low, "high": 100.0 * high, "half_width": 100.0 * (high - low) / 2}
 
 
+def interval_text(entry: dict | None, digits: int = 2, sign: bool = True) -> str:
+    """`mean [low, high]` of a `mean_ci`/`paired_ci` entry; "–" for none, `mean (n=1)` for one value."""
+    if entry is None:
+        return "–"
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    if entry["low"] is None:
+        return f"{f.format(entry['mean'])} (n=1)"
+    return f"{f.format(entry['mean'])} [{f.format(entry['low'])}, {f.format(entry['high'])}]"
+
+
 def verdict(ci: dict | None, *, better: str, worse: str) -> str:
     """`better` when the whole interval is above 0, `worse` when below, else says it is not resolved."""
     if ci is None or ci["low"] is None:

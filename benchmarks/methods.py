@@ -146,6 +146,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--plan-only", action="store_true", help="print the runs and the estimate, train nothing")
     p.add_argument("--reduced", default=None, help="label the results as reduced, with this reason")
     args = p.parse_args(argv)
+    if args.ablation_seeds < 1:
+        p.error(f"--ablation-seeds must be at least 1 (got {args.ablation_seeds})")
     pair = _common.pair_options(smoke=False)
     args.teacher_weights = args.teacher_weights or Path(pair["teacher_weights"])
     args.student_weights = args.student_weights or Path(pair["student_weights"])
@@ -346,8 +348,6 @@ def plan(args: argparse.Namespace, work: Path) -> list[dict]:
         tags.update(train_images=data["train_images"], val_images=data["val_images"])
         jobs.append({"config": config, "tags": tags})
 
-    if args.ablation_seeds < 1:
-        raise SystemExit(f"error: --ablation-seeds {args.ablation_seeds}: must be at least 1")
     slad_seeds = seeds_of(args, "cls") if "cls" in tasks and "slad" in methods else 0
     for seed in range(1 if args.smoke else args.ablation_seeds):
         # the smoke run keeps one value of each ablation (the slowest part of the smoke test otherwise).

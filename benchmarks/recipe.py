@@ -252,7 +252,7 @@ def markdown(report: dict) -> list[str]:
                 f"{r['student']:.1f} | {r['teacher']:.1f} | {r['train_s']:.0f} |"
             )
         lines.append("")
-        lines += paired_markdown(search_paired(search))
+        lines += paired_markdown(report["paired"])
     if not report["targets"]:  # a search-only run
         return lines
     lines += [
@@ -299,8 +299,8 @@ def search_paired(search: list[dict]) -> list[dict]:
             for key in entry:
                 entry[key][r.get("seed", 0)] = r[key]
         reference = "default" if "default" in by_recipe else next(iter(by_recipe))
-        default = by_recipe[reference]
-        if len(default["student"]) < 2:
+        ref = by_recipe[reference]
+        if len(ref["student"]) < 2:
             continue  # one seed: the per-run table says it all
         for recipe, entry in by_recipe.items():
             out.append(
@@ -312,23 +312,15 @@ def search_paired(search: list[dict]) -> list[dict]:
                     "student": _stats.mean_ci(list(entry["student"].values())),
                     "teacher": _stats.mean_ci(list(entry["teacher"].values())),
                     "train_s": _stats.mean_ci(list(entry["train_s"].values())),
-                    "student_vs_default": None
+                    "student_vs_reference": None
                     if recipe == reference
-                    else _stats.paired_ci(entry["student"], default["student"]),
-                    "teacher_vs_default": None
+                    else _stats.paired_ci(entry["student"], ref["student"]),
+                    "teacher_vs_reference": None
                     if recipe == reference
-                    else _stats.paired_ci(entry["teacher"], default["teacher"]),
+                    else _stats.paired_ci(entry["teacher"], ref["teacher"]),
                 }
             )
     return out
-
-
-def _ci_text(ci: dict | None) -> str:
-    if ci is None:
-        return "–"
-    if ci["half_width"] is None:
-        return f"{ci['mean']:+.2f}"
-    return f"{ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]"
 
 
 def paired_markdown(paired: list[dict]) -> list[str]:
@@ -344,11 +336,11 @@ def paired_markdown(paired: list[dict]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in paired:
-        d = e["student_vs_default"]
+        d = e["student_vs_reference"]
         verdict = "–" if d is None else _stats.verdict(d, better="better", worse="worse")
         lines.append(
             f"| {e['task']} | {e['recipe']}{' (reference)' if e['recipe'] == e['reference'] else ''} | {e['seeds']} | {e['student']['mean']:.1f} | "
-            f"{e['teacher']['mean']:.1f} | {_ci_text(d)} | {_ci_text(e['teacher_vs_default'])} | "
+            f"{e['teacher']['mean']:.1f} | {_stats.interval_text(d)} | {_stats.interval_text(e['teacher_vs_reference'])} | "
             f"{verdict} | {e['train_s']['mean']:.0f} |"
         )
     return [*lines, ""]

@@ -136,6 +136,8 @@ def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
     assert ("share", "ab") in by_seed[0] and ("share", "ab") not in by_seed[1]  # SLAD cls seed 1 is it
     assert ("share", "ab") in by_seed[2] and ("temperature", "4.0") in by_seed[2]  # no SLAD cls seed 2
     assert all(t["seed"] == 0 for t in runs if t["ablation"] == "layer_map")
+    with pytest.raises(SystemExit):
+        methods.parse_args(["--ablation-seeds", "0"])
     assert len({j["config"]["out"] for j in methods.plan(args, tmp_path)}) == len(
         methods.plan(args, tmp_path)
     )
@@ -336,7 +338,7 @@ def test_recipe_search_pairs_each_recipe_with_the_default_of_its_seed():
         ("fashion-mnist", "16 epochs"),
     }
     longer = next(e for e in paired if e["recipe"] == "16 epochs")
-    diff = longer["student_vs_default"]
+    diff = longer["student_vs_reference"]
     assert diff["diffs"] == {0: 2.0, 1: 2.5, 2: 3.0} and diff["mean"] == 2.5 and diff["low"] > 0
     assert longer["seeds"] == 3 and longer["student"]["mean"] == 83.5
     lines = recipe.paired_markdown(paired)
