@@ -267,7 +267,8 @@ def markdown(report: dict) -> list[str]:
         "Methods: SLAD against the baselines, with 95 % confidence intervals", report
     )
     lines += [
-        f"Command: `{report['command']}`. Seeds {_seeds_text(a)}; {a['epochs']} epochs per stage; "
+        f"Command: `{report['command']}`. Seeds {_seeds_text(a)}; {a['epochs']} epochs per stage; LoRA on "
+        f"{a.get('targets', 'qkv')}; "
         f"synthetic tasks: {a['train_images']} training images, {a['val_images']} (cls) / "
         f"{a['seg_val_images']} (seg) validation images; pair: {report['pair']}. Total benchmark time "
         f"{report['total_s'] / 60:.1f} min ({a['jobs']} parallel run(s), {a['threads'] or 'default'} torch "

@@ -65,6 +65,7 @@ NOT_IN_A_RUN = (
     "plan_only",
     "reduced",
     "resume_from",
+    "name",
 )
 
 

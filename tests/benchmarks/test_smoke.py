@@ -35,7 +35,7 @@ CASES = {
         {"method", "cache_teacher", "student_stage_s", "wall_s"},
     ),
     "quantization": (
-        ["--tasks", "cls"],
+        ["--tasks", "cls", "--random-models", "tiny-random-32px"],
         {"machine", "command", "targets", "rows"},
         {"task", "artifact", "calib", "fallback", "ok"},
     ),
@@ -62,6 +62,11 @@ def test_smoke(name, tmp_path):
     assert "Smoke run" in markdown and "Command:" in markdown and "{SHARED_NOTE}" not in markdown
     if name == "methods":
         check_methods_statistics(report, markdown)
+    if name == "quantization":  # the random-weight comparison: sladkit's Q/DQ model is one TensorRT takes
+        (row,) = report["random_model_rows"]
+        assert row["tensorrt_problems"] == 0 and 0 < row["softmax_amax"][0] <= row["softmax_amax"][1] <= 1
+        assert row["softmax_amax"] == pytest.approx(row["softmax_max_seen"], abs=2e-4)  # max-calibrated
+        assert 0 < row["agreement"] <= 100 and row["quantize_peak_mb"] > 0 and "Softmax amax" in markdown
 
 
 def _is_number(value) -> bool:
@@ -100,11 +105,13 @@ def check_methods_statistics(report: dict, markdown: str) -> None:
         assert r["tta_train"] is None or _is_number(r["tta_train"]["mean"])
     assert any("time to accuracy <= 0.5x ft-kd" in t["target"] for t in report["targets"])
     assert "Paired differences" in markdown and "Time ratios" in markdown
+    assert f"LoRA on {report['args']['targets']};" in markdown
 
 
 def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
     """The full plan (built without training) has every method on both tasks and every ablation."""
     sys.path.insert(0, str(BENCHMARKS))
+    import _methods_plan
     import methods
 
     weights = tmp_path / "student.safetensors"  # the full plan cuts the student to depth 3: give it a file
@@ -114,9 +121,9 @@ def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
     save_file({"blocks.0.norm1.weight": torch.ones(2), "blocks.5.norm1.weight": torch.ones(2)}, str(weights))
     args = methods.parse_args(["--seeds", "1", "--student-weights", str(weights)])
     assert (args.seeds, args.val_images) == ({"": 1}, 2000) and methods.parse_args([]).seeds == {"": 5}
-    jobs = methods.plan(args, tmp_path)
+    jobs = _methods_plan.plan(args, tmp_path)
     main = {(j["tags"]["task"], j["tags"]["method"]) for j in jobs if j["tags"]["group"] == "main"}
-    assert main == {(t, m) for t in ("cls", "seg") for m in methods.METHODS}
+    assert main == {(t, m) for t in ("cls", "seg") for m in _methods_plan.METHODS}
     ablations = {
         (j["tags"]["ablation"], j["tags"]["value"]) for j in jobs if j["tags"]["group"] == "ablation"
     }
@@ -125,21 +132,22 @@ def test_methods_smoke_covers_every_method_and_ablation(tmp_path):
     assert ("kd_into_teacher", "True") in ablations
     args = methods.parse_args(["--seeds", "3,seg=2", "--student-weights", str(weights), "--no-ablations"])
     seeds = {}
-    for j in methods.plan(args, tmp_path):
+    for j in _methods_plan.plan(args, tmp_path):
         seeds.setdefault(j["tags"]["task"], set()).add(j["tags"]["seed"])
     assert seeds == {"cls": {0, 1, 2}, "seg": {0, 1}}
     # --ablation-seeds: share/temperature/KD at every seed, share=ab only where no SLAD run stands for it,
     # the layer map at seed 0
     args = methods.parse_args(["--seeds", "2", "--student-weights", str(weights), "--ablation-seeds", "3"])
-    runs = [j["tags"] for j in methods.plan(args, tmp_path) if j["tags"]["group"] == "ablation"]
+    runs = [j["tags"] for j in _methods_plan.plan(args, tmp_path) if j["tags"]["group"] == "ablation"]
     by_seed = {s: {(t["ablation"], t["value"]) for t in runs if t["seed"] == s} for s in (0, 1, 2)}
     assert ("share", "ab") in by_seed[0] and ("share", "ab") not in by_seed[1]  # SLAD cls seed 1 is it
     assert ("share", "ab") in by_seed[2] and ("temperature", "4.0") in by_seed[2]  # no SLAD cls seed 2
     assert all(t["seed"] == 0 for t in runs if t["ablation"] == "layer_map")
     with pytest.raises(SystemExit):
         methods.parse_args(["--ablation-seeds", "0"])
-    assert len({j["config"]["out"] for j in methods.plan(args, tmp_path)}) == len(
-        methods.plan(args, tmp_path)
+    assert methods.parse_args([]).name == "methods" and methods.parse_args(["--name", "m4"]).name == "m4"
+    assert len({j["config"]["out"] for j in _methods_plan.plan(args, tmp_path)}) == len(
+        _methods_plan.plan(args, tmp_path)
     )
 
 
@@ -224,6 +232,18 @@ def test_methods_statistics_helpers():
     w = _stats.wilson(20.0, 100)  # 20 of 100: Wilson 95 % = [13.34, 28.88] %
     assert (w["low"], w["high"]) == (pytest.approx(13.34, abs=0.01), pytest.approx(28.88, abs=0.01))
     assert _stats.verdict(diff, better="b", worse="w").startswith("not resolved")
+
+
+def test_shared_note_tells_other_jobs_from_the_benchmarks_own_threads():
+    sys.path.insert(0, str(BENCHMARKS))
+    import _common
+
+    def note(start, end):
+        return _common.shared_note({"cores": 2, "loadavg_start": [start, 0, 0], "loadavg_end": [end, 0, 0]})
+
+    assert note(0.03, 1.9).startswith("No other jobs")  # a 2-thread benchmark's own load at the end
+    assert "shared with other jobs" in note(1.5, 1.0)  # something ran before it started
+    assert "shared with other jobs" in note(0.2, 3.1)  # more than its 2 cores' worth at the end
 
 
 def test_methods_ablations_paired_with_the_default_run_of_their_seed():
