@@ -20,7 +20,8 @@ Targets (ViT-S/14, batch 1 and 8): int8-cpu >= 1.35x faster than ort-dynamic and
 <= 0.5 points on the real dataset.
 
 Run:  .venv/bin/python benchmarks/cpu_int8.py [--repeats 20] [--threads 2] [--real-run RUN]
-Writes benchmarks/results/cpu_int8.json and .md.
+      .venv/bin/python benchmarks/cpu_int8.py --smoke --results /tmp/r   (the tiny model, 2 repeats, small peaks)
+Writes <results>/cpu_int8.json and .md.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +48,9 @@ from sladkit.export.simplify import simplify_onnx
 from sladkit.models.backbones import create_backbone
 from sladkit.models.heads import TaskModel, create_head
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
 MODELS = {
     "tiny-student-32px": ("sladkit_vit_96_p8", 32, {"init_values": 1.0}),
     "vit-s14-224px": ("vit_small_patch14_dinov2", 224, {"init_values": 1.0}),
@@ -250,13 +254,13 @@ def real_accuracy(run_dir: Path, tmp: Path, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _common.add_common_args(parser)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--calib-method", default="minmax", help="for the random-weight models")
     parser.add_argument("--with-qdq", action="store_true", help="also time the TensorRT S8S8 Q/DQ form")
     parser.add_argument("--real-run", type=Path, help="a run trained on a real dataset: accuracy drop")
-    parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument(
         "--spinning",
         action=argparse.BooleanOptionalAction,
@@ -268,9 +272,12 @@ def main() -> None:
     args = parser.parse_args()
     global SPINNING
     SPINNING = args.spinning
+    peak_size = 1024
+    if args.smoke:
+        args.models, args.repeats, args.real_run, peak_size = "tiny-student-32px", 2, None, 128
 
-    start = uptime()
-    peak = peaks(args.threads)
+    start, load_start = uptime(), _common.load_average()
+    peak = peaks(args.threads, n=peak_size)
     print(json.dumps(peak), flush=True)
     rows = []
     real = None
@@ -284,9 +291,9 @@ def main() -> None:
             (tmp / "real").mkdir()
             real = real_accuracy(args.real_run, tmp / "real", args.threads)
             print(json.dumps(real), flush=True)
-    peak_end = peaks(args.threads)
+    peak_end = peaks(args.threads, n=peak_size)
     machine = {
-        "processor": _cpu_name(),
+        "processor": _common.cpu_name(),
         "cores": os.cpu_count(),
         "vnni": _has_flag("avx512_vnni") or _has_flag("avx_vnni"),
         "spinning": SPINNING,
@@ -296,17 +303,20 @@ def main() -> None:
         "torch": torch.__version__,
         "uptime_start": start,
         "uptime_end": uptime(),
+        "loadavg_start": load_start,
+        "loadavg_end": _common.load_average(),
     }
     targets = _targets(rows, real)
-    options = [
-        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
-        for k, v in vars(args).items()
-        if v not in (None, False) and k != "results"
-    ]
-    command = "benchmarks/cpu_int8.py " + " ".join(options)
     args.results.mkdir(parents=True, exist_ok=True)
-    data = {"machine": machine, "command": command, "peaks": [peak, peak_end], "rows": rows, "real": real}
-    data["targets"] = targets
+    data = {
+        "machine": machine,
+        "command": _common.command_line(),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "peaks": [peak, peak_end],
+        "rows": rows,
+        "real": real,
+        "targets": targets,
+    }
     (args.results / "cpu_int8.json").write_text(json.dumps(data, indent=2) + "\n")
     (args.results / "cpu_int8.md").write_text(_markdown(data))
     print(_markdown(data))
@@ -344,12 +354,15 @@ def _markdown(data: dict) -> str:
     lines = [
         "# CPU INT8 in ONNX Runtime: the bundle's static U8S8 artifact against FP32 and ORT dynamic",
         "",
+        *([_common.SMOKE_NOTE, ""] if data.get("args", {}).get("smoke") else []),
         f"Machine: {m['processor']}, {m['cores']} cores (VNNI: {m['vnni']}), {m['threads']} ORT threads; "
         f"onnxruntime {m['onnxruntime']}, torch {m['torch']}. Command: `{data['command']}`.",
         f"`uptime` at start: `{m['uptime_start']}`; at end: `{m['uptime_end']}` (the load of each row is in "
         "cpu_int8.json; above 2, other jobs shared the 2 cores: read the ratios, not the absolute times).",
         "",
-        "## Peaks (ORT kernels, 1024 x 1024 x 1024, median of 20 interleaved runs)",
+        "## Peaks (ORT kernels, {0} x {0} x {0}, median of 20 interleaved runs)".format(
+            data["peaks"][0]["shape"][0]
+        ),
         "",
         "| when | FP32 MatMul GMAC/s | INT8 MatMulInteger (U8S8) GMAC/s | INT8 / FP32 | uptime |",
         "|---|---|---|---|---|",
@@ -397,22 +410,12 @@ def _markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpu_info() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
 def _has_flag(flag: str) -> bool:
-    return any(line.startswith("flags") and flag in line.split() for line in _cpu_info().splitlines())
-
-
-def _cpu_name() -> str:
-    for line in _cpu_info().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(line.startswith("flags") and flag in line.split() for line in cpuinfo.splitlines())
 
 
 if __name__ == "__main__":

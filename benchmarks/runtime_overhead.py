@@ -6,16 +6,15 @@
    batch 1 (target: under 10 %), for a ViT-S/14-sized student at 224 px (random weights).
 
 Run:  .venv/bin/python benchmarks/runtime_overhead.py [--repeats 7] [--iterations 50]
-Writes benchmarks/results/runtime_overhead.json and .md.
+      .venv/bin/python benchmarks/runtime_overhead.py --smoke --results /tmp/r   (a 32 px model, 2 repeats)
+Writes <results>/runtime_overhead.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,19 +30,25 @@ from sladkit.models.heads import TaskModel, create_head
 from sladkit.runtime import load
 from sladkit.runtime.profiler import ProfileConfig, time_backend
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 
-def export_vit_s(folder: Path, size: int = 224) -> Path:
+def export_vit_s(folder: Path, size: int = 224, smoke: bool = False) -> Path:
+    """A ViT-S/14 (random weights) with sladkit's metadata; smoke: a depth-2 tiny ViT at 32 px instead."""
     torch.manual_seed(0)
-    backbone = create_backbone(
-        "vit_small_patch14_dinov2",
-        role="student",
-        image_size=size,
-        pretrained=False,
-        kwargs={"init_values": 1.0},
+    name, kwargs = "vit_small_patch14_dinov2", {"init_values": 1.0}
+    if smoke:
+        name, size, kwargs = "sladkit_vit_96_p8", 32, {"init_values": 1.0, "depth": 2}
+    backbone = create_backbone(name, role="student", image_size=size, pretrained=False, kwargs=kwargs)
+    head = create_head(
+        "cls",
+        backbone.embed_dim,
+        100,
+        num_prefix=backbone.num_prefix_tokens,
+        grid=backbone.patch_embed.grid_size,
+        pool="cls+avg",
     )
-    head = create_head("cls", 384, 100, num_prefix=1, grid=backbone.patch_embed.grid_size, pool="cls+avg")
     path = folder / "vit_s14.onnx"
     export_onnx(TaskModel(backbone, head).eval(), path, image_size=size, opset=17)
     transforms = transform_config(
@@ -61,17 +66,20 @@ def export_vit_s(folder: Path, size: int = 224) -> Path:
     return path
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _common.add_common_args(parser)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats, args.iterations = 2, 3
 
-    load_start = [round(v, 2) for v in os.getloadavg()]
+    machine = _common.machine_info(threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = load(export_vit_s(tmp), threads=args.threads)
+        model = load(export_vit_s(tmp, smoke=args.smoke), threads=args.threads)
         image_path = tmp / "photo.jpg"
         rng = np.random.default_rng(0)
         Image.fromarray(rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)).save(image_path, quality=90)
@@ -108,42 +116,35 @@ def main() -> None:
         "preprocess_pct_of_inference": 100.0 * statistics.median(preprocess) / statistics.median(inference),
     }
     result = {k: round(v, 3) for k, v in result.items()}
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    command = f".venv/bin/python benchmarks/runtime_overhead.py --repeats {args.repeats} --iterations {args.iterations} --threads {args.threads}"
-    loads = [load_start, [round(v, 2) for v in os.getloadavg()]]
-    machine = {
-        "cpu": cpu,
-        "threads": args.threads,
-        "python": platform.python_version(),
-        "load_average_start_end": loads,
+    report = {
+        "name": "runtime_overhead",
+        "command": _common.command_line(),
+        "machine": machine,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "result": result,
     }
-    report = {"machine": machine, "command": command, "result": result}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "runtime_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
-    md = [
-        "# Runtime overheads (ViT-S/14 student, 224 px, ONNX Runtime FP32, batch 1)",
-        "",
-        f"Machine: {cpu}, {args.threads} ORT threads. Command: `{command}`. Medians of {args.repeats} interleaved repeats.",
-        f"Load average (1, 5, 15 min) at start and end: {loads} (other jobs shared the machine when above 2).",
+    _common.write_results(args.results, "runtime_overhead", report, markdown(report))
+    return report
+
+
+def markdown(report: dict) -> list[str]:
+    result, a = report["result"], report["args"]
+    model = "a depth-2 tiny ViT, 32 px (smoke)" if a["smoke"] else "ViT-S/14 student, 224 px"
+    lines = _common.report_header(f"Runtime overheads ({model}, ONNX Runtime FP32, batch 1)", report)
+    return lines + [
+        f"Command: `{report['command']}`. {a['threads']} ORT threads; medians of {a['repeats']} interleaved "
+        "repeats.",
         "",
         "| measure | value | target |",
         "|---|---|---|",
         f"| bare `session.run` loop | {result['bare_loop_ms']:.2f} ms | |",
         f"| `sladkit profile` timed loop | {result['profiler_loop_ms']:.2f} ms | |",
         f"| profiler overhead | {result['profiler_overhead_pct']:+.2f} % | < 2 % |",
-        f"| predict preprocessing (640x480 JPEG → 224 crop) | {result['preprocess_ms']:.2f} ms | |",
+        f"| predict preprocessing (640x480 JPEG → {'32' if a['smoke'] else '224'} crop) | "
+        f"{result['preprocess_ms']:.2f} ms | |",
         f"| inference, batch 1 | {result['inference_b1_ms']:.2f} ms | |",
         f"| preprocessing / inference | {result['preprocess_pct_of_inference']:.2f} % | < 10 % |",
     ]
-    (RESULTS / "runtime_overhead.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
 
 
 if __name__ == "__main__":
