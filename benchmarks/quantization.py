@@ -10,7 +10,8 @@ segmentation) is exported with sladkit's public API (`sladkit.export.run(ExportC
   the most sensitive blocks are kept in float until the drop fits, or export fails and says so);
   and each `--quantizers` entry: sladkit's own quantizer and/or NVIDIA ModelOpt (`--quantizer modelopt`;
   run the script with `.venv/modelopt/bin/python`, which `make test-modelopt` builds);
-- `--target cpu --precision int8` (the static U8S8 CPU artifact, calibrated the same way).
+- `--target cpu --precision int8` (the CPU artifact in the form `--cpu-int8-form auto` keeps on this machine,
+  static U8S8 calibrated the same way or ONNX Runtime's dynamic form; the row names it).
 
 `--random-models vit-s14-224px`: both quantizers on a model no training run holds, a ViT-S/14 at 224 px
 (vit_small_patch14_dinov2, random weights with LayerScale 1.0, 100 classes: diffuse attention, where a
@@ -159,6 +160,7 @@ def export(args, run_dir: Path, out: Path, **options) -> dict:
         "calibration_images": calibration.get("images"),
         "export_s": round(time.perf_counter() - t0, 2),
         "dq_feeds": qdq_placement(out / int8) if int8 else {},
+        "form": gate.get("chosen"),
     }
 
 
@@ -353,14 +355,15 @@ def main(argv=None) -> dict:
                 calib_method=method,
                 max_accuracy_drop=100.0,
             )
-            rows.append({"task": task, "artifact": "cpu-int8", "calib": method, "fallback": False, **row})
+            artifact = f"cpu-int8 ({row['form']})" if row.get("form") else "cpu-int8"
+            rows.append({"task": task, "artifact": artifact, "calib": method, "fallback": False, **row})
             print(json.dumps(rows[-1]), flush=True)
         random_rows = [
             row
             for label in filter(None, args.random_models.split(","))
             for row in random_model_rows(args, work, label)
         ]
-    cpu_rows = [r for r in rows if r["artifact"] == "cpu-int8" and r["ok"]]
+    cpu_rows = [r for r in rows if r["artifact"].startswith("cpu-int8") and r["ok"]]
     report = {
         "name": "quantization",
         "command": _common.command_line(),

@@ -428,9 +428,10 @@ class _Clock:
 def test_measure_cpu_latency_sets_its_repeats_by_the_budget(static_bundle):
     models = {"fp32": static_bundle / "model.onnx", "static": static_bundle / "model.int8-cpu.onnx"}
     images = np.zeros((3, 3, 32, 32), np.float32)  # fewer than the batch: repeated
-    # one round = 2 models x 2 batches x 1 ms; a 22 ms budget gives 5 rounds
-    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=0.022, clock=_Clock(1e-3))
-    assert speed["repeats"] == 5 and speed["batches"] == [1, 4]
+    # one round = 2 models x 2 batches x 1 ms; a 50 ms budget gives 12 rounds
+    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=0.050, clock=_Clock(1e-3))
+    assert cpu_int8.MIN_REPEATS < 12 < cpu_int8.MAX_REPEATS
+    assert speed["repeats"] == 12 and speed["batches"] == [1, 4]
     assert speed["median_ms"] == {"fp32": {"1": 1.0, "4": 1.0}, "static": {"1": 1.0, "4": 1.0}}
     assert speed["cores"] >= 1
     short = cpu_int8.measure_cpu_latency(models, images, batches=(1,), budget_s=1e-6, clock=_Clock(1e-3))

@@ -65,9 +65,10 @@ FORMS = {
 #: the timed batches): on a ViT-S the two are level, and the choice should not flip with the noise.
 STATIC_PREFERENCE = 0.05
 #: auto's timing: about this many seconds for all models and batches, but at least `MIN_REPEATS` rounds
-#: (a large model then takes longer) and at most `MAX_REPEATS`.
-TIMING_BUDGET_S = 2.0
-MIN_REPEATS, MAX_REPEATS = 3, 50
+#: (a large model then takes longer) and at most `MAX_REPEATS`. On a ViT-S/14 at 224 px (one round about 4 s
+#: on 2 cores) 3 rounds were too few: two 3-round timings of the same two forms kept different ones.
+TIMING_BUDGET_S = 10.0
+MIN_REPEATS, MAX_REPEATS = 9, 50
 
 
 def cpu_ranges(model_path: str | Path, amax: dict[str, float]) -> dict[str, tuple[float, float]]:

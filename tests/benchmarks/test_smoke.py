@@ -74,7 +74,12 @@ def test_smoke(name, tmp_path):
         check_methods_statistics(report, markdown)
     if name == "runtime_overhead":
         assert all(report["result"][k] > 0 for k in ("bare_loop_ms", "preprocess_ms", "inference_b1_ms"))
-    if name == "quantization":  # the random-weight comparison: sladkit's Q/DQ model is one TensorRT takes
+    if name == "quantization":
+        # the CPU row names the form auto kept; only the static form dequantizes (DequantizeLinear feeds)
+        (cpu,) = [r for r in rows if r["artifact"].startswith("cpu-int8")]
+        assert cpu["artifact"] == f"cpu-int8 ({cpu['form']})" and cpu["form"] in ("static", "dynamic")
+        assert bool(cpu["dq_feeds"]) == (cpu["form"] == "static")
+        # the random-weight comparison: sladkit's Q/DQ model is one TensorRT takes
         (row,) = report["random_model_rows"]
         assert row["tensorrt_problems"] == 0 and 0 < row["softmax_amax"][0] <= row["softmax_amax"][1] <= 1
         assert row["softmax_amax"] == pytest.approx(row["softmax_max_seen"], abs=2e-4)  # max-calibrated
