@@ -162,6 +162,32 @@ def tta_ratios(rows: list[dict]) -> dict:
     return out
 
 
+def compare(rows: list[dict], other_file) -> dict:
+    """This run's SLAD against every method of an earlier methods.json (`--compare-with`), per task: the
+    paired student difference per seed and the per-seed ratio of total wall times."""
+    import json
+    from pathlib import Path
+
+    other = _by_task(json.loads(Path(other_file).read_text())["rows"])
+    out = {"file": str(other_file), "tasks": {}}
+    for task, methods in _by_task(rows).items():
+        slad = methods.get("slad")
+        if slad is None or task not in other:
+            continue
+        out["tasks"][task] = {}
+        for method, runs in other[task].items():
+            student = _stats.paired_ci(
+                {s: r["student"] for s, r in slad.items()}, {s: r["student"] for s, r in runs.items()}
+            )
+            wall = _stats.mean_ci([r["wall_s"] / runs[s]["wall_s"] for s, r in slad.items() if s in runs])
+            out["tasks"][task][method] = {
+                "student": student,
+                "wall_ratio": wall,
+                "verdict": _stats.verdict(student, better="this SLAD better", worse="this SLAD worse"),
+            }
+    return out
+
+
 def targets(summary: dict, pairs: dict, ratios: dict) -> list[dict]:
     """The issue's targets with the numbers behind them; `met` None means the interval does not decide."""
 
@@ -405,6 +431,27 @@ def markdown(report: dict) -> list[str]:
         word = {True: "yes", False: "**no**", None: "not resolved"}
         for t in report["targets"]:
             lines.append(f"| {t['target']} | {word[t['met']]} | {t['detail']} |")
+        lines.append("")
+    compared = report.get("compared")
+    if compared:
+        lines += [
+            f"## This run's SLAD against `{compared['file']}`, paired per seed",
+            "",
+            f"SLAD here ({a['epochs']} epochs) − each method there, student, points, mean [95 % CI] over the seeds "
+            "both have (the same task, seed, data and initialisation); wall: this SLAD's total wall time / "
+            "theirs, per seed (the two files ran at different loads: a rough guide).",
+            "",
+            "| task | method there | student Δ | per seed | wall ratio | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for task, methods in compared["tasks"].items():
+            for method, c in methods.items():
+                diffs = c["student"]["diffs"] if c["student"] else {}
+                lines.append(
+                    f"| {task} | {method} | {_stats.interval_text(c['student'])} | "
+                    + ", ".join(f"{d:+.2f}" for d in diffs.values())
+                    + f" | {_stats.interval_text(c['wall_ratio'], sign=False)} | {c['verdict']} |"
+                )
         lines.append("")
     if report.get("notes"):
         lines += ["## Reading", "", *report["notes"], ""]

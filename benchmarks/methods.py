@@ -142,6 +142,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="an earlier methods.json: its rows of planned runs are kept (same weights and run options "
         "required, else one line says what differs) and saved into WORK/rows",
     )
+    p.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        help="an earlier methods.json run on the same tasks and seeds: this run's SLAD is paired per task and "
+        "seed with each of its methods (e.g. SLAD at more --epochs against the file's two-stage pipelines)",
+    )
     p.add_argument("--plan-only", action="store_true", help="print the runs and the estimate, train nothing")
     p.add_argument("--reduced", default=None, help="label the results as reduced, with this reason")
     p.add_argument(
@@ -150,6 +157,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="results file stem: <results>/NAME.json and .md (with NAME_notes.md's paragraphs, if it exists)",
     )
     args = p.parse_args(argv)
+    if args.compare_with is not None and not args.compare_with.is_file():
+        p.error(f"--compare-with {args.compare_with}: no such file (give an earlier methods.py JSON result)")
     if args.ablation_seeds < 1:
         p.error(f"--ablation-seeds must be at least 1 (got {args.ablation_seeds})")
     pair = _common.pair_options(smoke=False)
@@ -292,6 +301,7 @@ def main(argv=None) -> dict:
         "paired": pairs,
         "tta_ratios": ratios,
         "ablation_paired": report_.ablation_paired(rows),
+        "compared": None if args.compare_with is None else report_.compare(rows, args.compare_with),
         "targets": report_.targets(summary, pairs, ratios),
         "rows": rows,
         "notes": [],

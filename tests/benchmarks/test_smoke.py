@@ -287,6 +287,31 @@ def test_methods_ablations_paired_with_the_default_run_of_their_seed():
     assert pairs["temperature=4.0"]["verdict"].startswith("not resolved")
 
 
+def test_methods_compare_with_pairs_this_slad_with_an_earlier_file(tmp_path):
+    """--compare-with: this run's SLAD − each method of the earlier file, per task and seed it shares."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import _methods_report
+
+    def row(method, seed, student, wall):
+        return {
+            "group": "main",
+            "task": "cls",
+            "method": method,
+            "seed": seed,
+            "student": student,
+            "wall_s": wall,
+        }
+
+    earlier = [row("ft-kd", s, 80.0 + s, 100.0) for s in (0, 1, 2)] + [row("slad", 0, 70.0, 50.0)]
+    (tmp_path / "earlier.json").write_text(json.dumps({"rows": earlier}))
+    here = [row("slad", s, 82.0 + s + 0.1 * s, 120.0) for s in (0, 1, 3)]  # seed 3: not in the earlier file
+    compared = _methods_report.compare(here, tmp_path / "earlier.json")
+    ft = compared["tasks"]["cls"]["ft-kd"]
+    assert ft["student"]["diffs"] == {0: 2.0, 1: pytest.approx(2.1)} and ft["student"]["low"] > 0
+    assert ft["verdict"] == "this SLAD better" and ft["wall_ratio"]["mean"] == pytest.approx(1.2)
+    assert compared["tasks"]["cls"]["slad"]["student"]["diffs"] == {0: 12.0}
+
+
 def test_real_data_smoke(tmp_path):
     """real_data.py --smoke: one real dataset (scikit-learn's digits, a 200-image subset), every model."""
     subprocess.run(
