@@ -66,11 +66,12 @@ NOT_IN_A_RUN = (
     "reduced",
     "resume_from",
     "name",
+    "compare_with",
 )
 
 
 #: Options added after reports were committed, with the value those reports' runs had.
-BEFORE_THE_OPTION = {"targets": "qkv"}
+BEFORE_THE_OPTION = {"targets": "qkv", "train_options": {}}
 
 
 def _row_key(tags: dict) -> tuple:

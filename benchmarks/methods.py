@@ -143,6 +143,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "required, else one line says what differs) and saved into WORK/rows",
     )
     p.add_argument(
+        "--set",
+        dest="train_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig field for every run (repeatable; VALUE read as JSON, else as a string), e.g. "
+        "--set lambda_kd=0 for an ablation of the whole table",
+    )
+    p.add_argument(
         "--compare-with",
         type=Path,
         default=None,
@@ -157,6 +166,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="results file stem: <results>/NAME.json and .md (with NAME_notes.md's paragraphs, if it exists)",
     )
     args = p.parse_args(argv)
+    args.train_options = _train_options(p, args.train_options)
     if args.compare_with is not None and not args.compare_with.is_file():
         p.error(f"--compare-with {args.compare_with}: no such file (give an earlier methods.py JSON result)")
     if args.ablation_seeds < 1:
@@ -165,6 +175,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.teacher_weights = args.teacher_weights or Path(pair["teacher_weights"])
     args.student_weights = args.student_weights or Path(pair["student_weights"])
     return args
+
+
+def _train_options(p: argparse.ArgumentParser, items: list[str]) -> dict:
+    """`--set KEY=VALUE` items as {field: value}; an unknown field or a missing `=` is one parser error."""
+    from dataclasses import fields
+
+    from sladkit.config import TrainConfig
+
+    known, out = {f.name for f in fields(TrainConfig)}, {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            p.error(f"--set {item}: expected KEY=VALUE with KEY a TrainConfig field (e.g. lambda_kd=0)")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _init_worker(threads: int | None) -> None:

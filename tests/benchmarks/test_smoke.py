@@ -312,6 +312,29 @@ def test_methods_compare_with_pairs_this_slad_with_an_earlier_file(tmp_path):
     assert compared["tasks"]["cls"]["slad"]["student"]["diffs"] == {0: 12.0}
 
 
+def test_methods_set_passes_train_options_to_every_run(tmp_path, capsys):
+    """--set KEY=VALUE: a TrainConfig field for every planned run (JSON values); a wrong key is one error."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import _methods_plan
+    import _resume
+    import methods
+
+    args = methods.parse_args(["--set", "lambda_kd=0", "--set", "pool=cls", "--smoke"])
+    assert args.train_options == {"lambda_kd": 0, "pool": "cls"}
+    args.seeds, args.tasks, args.methods, args.ablations = {"": 1}, "cls", "slad,ft-kd", False
+    args.train_images, args.val_images = 8, 8
+    assert all(
+        j["config"]["lambda_kd"] == 0 and j["config"]["pool"] == "cls"
+        for j in _methods_plan.plan(args, tmp_path)
+    )
+    # a report made without --set cannot stand for runs with it
+    earlier = {"weights_sha256": None, "args": {"targets": "qkv"}, "rows": []}
+    assert "train-options" in _resume.rows_from_report(earlier, [], vars(args), None)[1]
+    with pytest.raises(SystemExit):
+        methods.parse_args(["--set", "no_such_field=1"])
+    assert "--set no_such_field=1: expected KEY=VALUE" in capsys.readouterr().err
+
+
 def test_real_data_smoke(tmp_path):
     """real_data.py --smoke: one real dataset (scikit-learn's digits, a 200-image subset), every model."""
     subprocess.run(
