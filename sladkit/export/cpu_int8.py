@@ -66,7 +66,8 @@ FORMS = {
 STATIC_PREFERENCE = 0.05
 #: auto's timing: about this many seconds for all models and batches, but at least `MIN_REPEATS` rounds
 #: (a large model then takes longer) and at most `MAX_REPEATS`. On a ViT-S/14 at 224 px (one round about 4 s
-#: on 2 cores) 3 rounds were too few: two 3-round timings of the same two forms kept different ones.
+#: on 2 cores), where the two forms are level within about 10 %, two 3-round timings of the same files kept
+#: different forms (the README's `--cpu-int8-form auto` paragraph).
 TIMING_BUDGET_S = 10.0
 MIN_REPEATS, MAX_REPEATS = 9, 50
 
