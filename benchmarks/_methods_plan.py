@@ -108,7 +108,7 @@ def base_config(args: argparse.Namespace, seed: int, out: Path, data: dict) -> d
         **_common.pair_options(smoke=args.smoke),
         **data["config"],
     )
-    config.update(getattr(args, "train_options", None) or {})
+    config.update(args.train_options)
     if args.smoke:
         config["batch_size"] = 16
     else:

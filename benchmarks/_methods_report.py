@@ -162,13 +162,10 @@ def tta_ratios(rows: list[dict]) -> dict:
     return out
 
 
-def compare(rows: list[dict], other_file) -> dict:
-    """This run's SLAD against every method of an earlier methods.json (`--compare-with`), per task: the
-    paired student difference per seed and the per-seed ratio of total wall times."""
-    import json
-    from pathlib import Path
-
-    other = _by_task(json.loads(Path(other_file).read_text())["rows"])
+def compare(rows: list[dict], other_rows: list[dict], other_file) -> dict:
+    """This run's SLAD against every method of an earlier methods.json (`--compare-with`; its `other_rows`),
+    per task: the paired student difference per seed and the per-seed ratio of total wall times."""
+    other = _by_task(other_rows)
     out = {"file": str(other_file), "tasks": {}}
     for task, methods in _by_task(rows).items():
         slad = methods.get("slad")

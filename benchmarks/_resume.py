@@ -97,12 +97,20 @@ def rows_from_report(
     return found, None
 
 
-def seed_rows(path: Path, jobs: list[dict], args: dict, shas: dict | None, folder: Path, salt: str) -> None:
-    """--resume-from: save the rows of the earlier report at `path` into `folder`, where resuming finds them."""
+def read_report(path: Path, option: str) -> dict:
+    """An earlier methods.json named by `option` (--resume-from, --compare-with); one line if it is not one."""
     try:
         report = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        raise SystemExit(f"error: --resume-from {path}: cannot read it as JSON ({e})") from None
+        raise SystemExit(f"error: {option} {path}: cannot read it as JSON ({e})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("rows"), list):
+        raise SystemExit(f"error: {option} {path}: not a methods.py result (it has no list of rows)")
+    return report
+
+
+def seed_rows(path: Path, jobs: list[dict], args: dict, shas: dict | None, folder: Path, salt: str) -> None:
+    """--resume-from: save the rows of the earlier report at `path` into `folder`, where resuming finds them."""
+    report = read_report(path, "--resume-from")
     found, why = rows_from_report(report, jobs, args, shas)
     if why:
         raise SystemExit(f"error: --resume-from {path}: {why}; its rows cannot stand for these runs")

@@ -167,8 +167,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     args.train_options = _train_options(p, args.train_options)
-    if args.compare_with is not None and not args.compare_with.is_file():
-        p.error(f"--compare-with {args.compare_with}: no such file (give an earlier methods.py JSON result)")
     if args.ablation_seeds < 1:
         p.error(f"--ablation-seeds must be at least 1 (got {args.ablation_seeds})")
     pair = _common.pair_options(smoke=False)
@@ -268,6 +266,8 @@ def main(argv=None) -> dict:
         args.seeds, args.epochs = {k: min(n, 2) for k, n in args.seeds.items()}, 1
         args.train_images, args.val_images, args.seg_val_images = 32, 16, 16
         args.real_max_images = args.real_max_images or 120
+    # read before training: a bad --compare-with file is one line now, not a traceback after the runs
+    earlier = None if args.compare_with is None else _resume.read_report(args.compare_with, "--compare-with")
     machine = _common.machine_info(jobs=args.jobs, threads=args.threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sladkit-methods-") as tmp:
@@ -329,7 +329,7 @@ def main(argv=None) -> dict:
         "paired": pairs,
         "tta_ratios": ratios,
         "ablation_paired": report_.ablation_paired(rows),
-        "compared": None if args.compare_with is None else report_.compare(rows, args.compare_with),
+        "compared": None if earlier is None else report_.compare(rows, earlier["rows"], args.compare_with),
         "targets": report_.targets(summary, pairs, ratios),
         "rows": rows,
         "notes": [],

@@ -303,13 +303,30 @@ def test_methods_compare_with_pairs_this_slad_with_an_earlier_file(tmp_path):
         }
 
     earlier = [row("ft-kd", s, 80.0 + s, 100.0) for s in (0, 1, 2)] + [row("slad", 0, 70.0, 50.0)]
-    (tmp_path / "earlier.json").write_text(json.dumps({"rows": earlier}))
     here = [row("slad", s, 82.0 + s + 0.1 * s, 120.0) for s in (0, 1, 3)]  # seed 3: not in the earlier file
-    compared = _methods_report.compare(here, tmp_path / "earlier.json")
+    compared = _methods_report.compare(here, earlier, "earlier.json")
     ft = compared["tasks"]["cls"]["ft-kd"]
     assert ft["student"]["diffs"] == {0: 2.0, 1: pytest.approx(2.1)} and ft["student"]["low"] > 0
     assert ft["verdict"] == "this SLAD better" and ft["wall_ratio"]["mean"] == pytest.approx(1.2)
     assert compared["tasks"]["cls"]["slad"]["student"]["diffs"] == {0: 12.0}
+
+
+def test_methods_compare_with_a_bad_file_is_one_line_before_any_training(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    import methods
+
+    (tmp_path / "notes.md").write_text("not json")
+    (tmp_path / "other.json").write_text('{"name": "inference"}')
+    cases = {
+        "missing.json": "cannot read it as JSON",
+        "notes.md": "cannot read it as JSON",
+        "other.json": "no list",
+    }
+    for name, words in cases.items():
+        with pytest.raises(SystemExit, match=words) as e:
+            methods.main(["--smoke", "--compare-with", str(tmp_path / name), "--work", str(tmp_path / "w")])
+        assert str(e.value).startswith(f"error: --compare-with {tmp_path / name}: ")
+    assert not (tmp_path / "w").exists()  # nothing planned or trained
 
 
 def test_methods_set_passes_train_options_to_every_run(tmp_path, capsys):
