@@ -153,6 +153,13 @@ class TrainConfig:
         1.0, "Distillation temperature T (the KD term is scaled by T^2).", range=POSITIVE
     )
     kd_into_teacher: bool = _opt(False, "Back-propagate the KD term into the teacher too.")
+    kd_warmup_epochs: float = _opt(
+        0.0,
+        "Ramp the KD weight linearly from 0 to --lambda-kd over this many epochs of each stage that "
+        "distils (0: full weight from the first step), so the student does not chase a teacher head "
+        "that has not learnt the task yet.",
+        range=NON_NEGATIVE,
+    )
 
     # Optimisation
     epochs: int = _opt(8, "Epochs (per stage for two-stage methods).", range=AT_LEAST_1)

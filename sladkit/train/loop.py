@@ -64,6 +64,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def kd_factor(step: int, warmup: int) -> float:
+    """The KD weight's linear ramp: (step + 1) / warmup over the first `warmup` steps, then 1."""
+    return 1.0 if step >= warmup else (step + 1) / warmup
+
+
 def lr_factor(step: int, total: int, warmup: int) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay to zero at `total`."""
     if step < warmup:
@@ -318,7 +323,9 @@ class Trainer:
             with self.no_sync(model, last):
                 with self.autocast():
                     teacher_logits, student_logits = model(images, index)  # teacher, student forward
-                losses = self.stage_losses(stage, teacher_logits, student_logits, target)
+                losses = self.stage_losses(
+                    stage, teacher_logits, student_logits, target, kd_scale=self.kd_scale(progress)
+                )
                 loss = sum(losses.values())
                 terms = [losses.get(t, loss.new_zeros(())) for t in LOSS_TERMS]
                 local += torch.stack([(~torch.isfinite(loss)).float(), loss, *terms]).detach()
@@ -353,8 +360,12 @@ class Trainer:
         teacher_logits: torch.Tensor | None,
         student_logits: torch.Tensor | None,
         target: torch.Tensor,
+        kd_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
-        """The stage's loss terms (weighted), in float32 whatever the autocast precision."""
+        """The stage's loss terms (weighted), in float32 whatever the autocast precision.
+
+        `kd_scale` multiplies `lambda_kd` (the `--kd-warmup-epochs` ramp, `kd_scale()`).
+        """
         c = self.config
         teacher_logits = None if teacher_logits is None else teacher_logits.float()
         student_logits = None if student_logits is None else student_logits.float()
@@ -365,8 +376,15 @@ class Trainer:
             losses["loss_teacher"] = c.lambda_t * task_loss(teacher_logits, target)
         if stage.kd_loss:
             teacher_kd = teacher_logits if c.kd_into_teacher else teacher_logits.detach()
-            losses["loss_kd"] = c.lambda_kd * kd_loss(student_logits, teacher_kd, target, c.temperature)
+            weight = c.lambda_kd * kd_scale
+            losses["loss_kd"] = weight * kd_loss(student_logits, teacher_kd, target, c.temperature)
         return losses
+
+    def kd_scale(self, progress: Progress) -> float:
+        """Where the KD weight stands on its `--kd-warmup-epochs` ramp at this step of the stage."""
+        if self.config.kd_warmup_epochs <= 0:
+            return 1.0
+        return kd_factor(progress.step, max(1, round(self.config.kd_warmup_epochs * self.plan.steps)))
 
     def non_finite_loss(self, value: float, stage: Stage, progress: Progress) -> TrainingError:
         last = checkpoint_dir(self.run_dir, "last")

@@ -312,3 +312,33 @@ def test_every_trainable_parameter_gets_a_gradient_so_ddp_needs_no_unused_parame
             sum(trainer.stage_losses(stage, *logits, target).values()).backward()
             missing = [n for n, p in pair.named_parameters() if p.requires_grad and p.grad is None]
             assert not missing, (stage.name, adapt, missing[:3])
+
+
+def test_kd_warmup_ramps_the_kd_weight_linearly_over_its_epochs_then_holds_it(tiny_config):
+    """--kd-warmup-epochs 2 with 1 step per epoch: KD at 1/2 of its weight on step 0, full from step 1;
+    the task terms are untouched, and 0 (the default) gives the full weight from the first step."""
+    from sladkit.models.pair import create_pair
+    from sladkit.train.loop import Progress, Trainer
+
+    m = METHODS["slad"]
+    for warmup, expected in ((0.0, [1.0, 1.0, 1.0]), (2.0, [1 / 2, 1.0, 1.0]), (1.5, [1 / 2, 1.0, 1.0])):
+        config = tiny_config(kd_warmup_epochs=warmup, lambda_kd=0.5, batch_size=32)
+        pair = create_pair(
+            config, num_classes=3, image_size=32, teacher_adapter=True, shared=True, student_ft=False
+        )
+        trainer = Trainer(
+            config, m, pair, [None] * 32, [None] * 8, 3, Path(config.out), teacher_backbone_saved=True
+        )
+        assert trainer.plan.steps == 1
+        scales = [trainer.kd_scale(Progress(step=s)) for s in range(3)]
+        assert scales == pytest.approx(expected), (warmup, scales)
+
+    torch.manual_seed(0)
+    teacher, student, target = torch.randn(4, 3), torch.randn(4, 3), torch.randint(0, 3, (4,))
+    stage = m.stages[0]
+    full = trainer.stage_losses(stage, teacher, student, target)
+    half = trainer.stage_losses(stage, teacher, student, target, kd_scale=0.25)
+    assert full["loss_kd"] > 0
+    assert half["loss_kd"].item() == pytest.approx(0.25 * full["loss_kd"].item())
+    assert half["loss_student"].item() == full["loss_student"].item()
+    assert half["loss_teacher"].item() == full["loss_teacher"].item()
