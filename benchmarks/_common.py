@@ -48,6 +48,28 @@ def pair_options(smoke: bool, weights: Path | None = None) -> dict:
     }
 
 
+def random_classifier(name: str, size: int, kwargs: dict, num_classes: int = 100):
+    """A timm backbone with random weights (seed 0) and sladkit's classification head, in eval mode:
+    the random-weight models the speed and quantization benchmarks time and quantize."""
+    import torch
+
+    from sladkit.models.backbones import create_backbone
+    from sladkit.models.heads import TaskModel, create_head
+
+    torch.manual_seed(0)
+    backbone = create_backbone(name, role="student", image_size=size, pretrained=False, kwargs=kwargs)
+    grid = backbone.patch_embed.grid_size
+    head = create_head(
+        "cls",
+        backbone.embed_dim,
+        num_classes,
+        num_prefix=backbone.num_prefix_tokens,
+        grid=grid,
+        pool="cls+avg",
+    )
+    return TaskModel(backbone, head).eval()
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """--results DIR and --smoke, which every benchmark takes."""
     parser.add_argument(

@@ -45,8 +45,6 @@ from sladkit.export.cpu_int8 import quantize_cpu, quantize_cpu_dynamic
 from sladkit.export.onnx import export_onnx, run_onnx
 from sladkit.export.quantize import Calibration, quantize_qdq, unshare_initializers
 from sladkit.export.simplify import simplify_onnx
-from sladkit.models.backbones import create_backbone
-from sladkit.models.heads import TaskModel, create_head
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
@@ -56,16 +54,6 @@ MODELS = {
     "vit-s14-224px": ("vit_small_patch14_dinov2", 224, {"init_values": 1.0}),
 }
 TARGET_VS_DYNAMIC, TARGET_VS_FP32, TARGET_DROP = 1.35, 3.0, 0.5
-
-
-def build(name: str, size: int, kwargs: dict) -> TaskModel:
-    torch.manual_seed(0)
-    backbone = create_backbone(name, role="student", image_size=size, pretrained=False, kwargs=kwargs)
-    grid = backbone.patch_embed.grid_size
-    head = create_head(
-        "cls", backbone.embed_dim, 100, num_prefix=backbone.num_prefix_tokens, grid=grid, pool="cls+avg"
-    )
-    return TaskModel(backbone, head).eval()
 
 
 SPINNING = False  # --spinning: ORT's default, intra-op threads spin after each run (see --help)
@@ -155,7 +143,7 @@ def peaks(threads: int, n: int = 1024, repeats: int = 20) -> dict:
 
 def model_forms(tmp: Path, label: str, with_qdq: bool, calib_method: str) -> dict[str, Path]:
     name, size, kwargs = MODELS[label]
-    export_onnx(build(name, size, kwargs), tmp / "raw.onnx", image_size=size, opset=17)
+    export_onnx(_common.random_classifier(name, size, kwargs), tmp / "raw.onnx", image_size=size, opset=17)
     simplify_onnx(tmp / "raw.onnx", tmp / "fp32.onnx")
     unshare_initializers(tmp / "fp32.onnx", tmp / "unshared.onnx")
     forms = {

@@ -234,29 +234,16 @@ def softmax_ranges(model_path: Path) -> list[float]:
 def random_model_rows(args, work: Path, label: str) -> list[dict]:
     """Both quantizers on one random-weight model, sharing each calibration; against FP32 on random images."""
     import numpy as np
-    import torch
 
     from sladkit.export.onnx import export_onnx, onnxruntime_session, run_onnx
     from sladkit.export.qdq_check import check_tensorrt_qdq
     from sladkit.export.quantize import unshare_initializers
     from sladkit.export.simplify import simplify_onnx
-    from sladkit.models.backbones import create_backbone
-    from sladkit.models.heads import TaskModel, create_head
 
     name, size, kwargs = RANDOM_MODELS[label]
     folder = work / label
     folder.mkdir(parents=True)
-    torch.manual_seed(0)
-    backbone = create_backbone(name, role="student", image_size=size, pretrained=False, kwargs=kwargs)
-    head = create_head(
-        "cls",
-        backbone.embed_dim,
-        100,
-        num_prefix=backbone.num_prefix_tokens,
-        grid=backbone.patch_embed.grid_size,
-        pool="cls+avg",
-    )
-    export_onnx(TaskModel(backbone, head).eval(), folder / "raw.onnx", image_size=size, opset=17)
+    export_onnx(_common.random_classifier(name, size, kwargs), folder / "raw.onnx", image_size=size, opset=17)
     simplify_onnx(folder / "raw.onnx", folder / "fp32.onnx")
     unshare_initializers(folder / "fp32.onnx", folder / "unshared.onnx")
     rng = np.random.default_rng(0)

@@ -20,13 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sladkit.data.transforms import transform_config
 from sladkit.export.onnx import export_onnx, set_metadata
-from sladkit.models.backbones import create_backbone
-from sladkit.models.heads import TaskModel, create_head
 from sladkit.runtime import load
 from sladkit.runtime.profiler import ProfileConfig, time_backend
 
@@ -36,21 +33,11 @@ import _common  # noqa: E402
 
 def export_vit_s(folder: Path, size: int = 224, smoke: bool = False) -> Path:
     """A ViT-S/14 (random weights) with sladkit's metadata; smoke: a depth-2 tiny ViT at 32 px instead."""
-    torch.manual_seed(0)
     name, kwargs = "vit_small_patch14_dinov2", {"init_values": 1.0}
     if smoke:
         name, size, kwargs = "sladkit_vit_96_p8", 32, {"init_values": 1.0, "depth": 2}
-    backbone = create_backbone(name, role="student", image_size=size, pretrained=False, kwargs=kwargs)
-    head = create_head(
-        "cls",
-        backbone.embed_dim,
-        100,
-        num_prefix=backbone.num_prefix_tokens,
-        grid=backbone.patch_embed.grid_size,
-        pool="cls+avg",
-    )
     path = folder / "vit_s14.onnx"
-    export_onnx(TaskModel(backbone, head).eval(), path, image_size=size, opset=17)
+    export_onnx(_common.random_classifier(name, size, kwargs), path, image_size=size, opset=17)
     transforms = transform_config(
         image_size=size, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875
     )
