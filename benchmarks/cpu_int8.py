@@ -7,7 +7,7 @@ export functions from the same simplified FP32 ONNX:
   ort-dynamic  `quantize_cpu_dynamic`: ONNX Runtime's `quantize_dynamic` (U8 activations per batch, S8
                weights, MatMul/Gemm) — what a user gets in one line, and the former CPU artifact
   int8-cpu     `quantize_cpu`: the bundle's model.int8-cpu.onnx (static U8S8 Q/DQ, per-channel S8 weights,
-               MatMul/Gemm/Conv incl. the attention MatMuls), calibrated on random images here
+               the MatMul/Gemm/Conv that read weights; attention MatMuls float), calibrated on random images here
   int8-qdq     the TensorRT Q/DQ form (symmetric S8S8) run on ONNX Runtime, for reference (`--with-qdq`)
 Latency: batch 1 and 8, `--threads` ORT threads, forms interleaved (round robin, one run each), medians
 and p10-p90 over `--repeats` runs. Agreement: top-1 agreement and cosine of the logits with FP32 on 32

@@ -1,4 +1,4 @@
-"""The CPU INT8 artifact: its static form (U8S8 Q/DQ, attention MatMuls included, calibrated, batch-independent),
+"""The CPU INT8 artifact: its static form (U8S8 Q/DQ of the weight MatMuls, calibrated, batch-independent),
 its dynamic form, and auto, which gates both and keeps the faster as timed on the exporting machine."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _manifest(bundle_dir):
     return json.loads((bundle_dir / "manifest.json").read_text())
 
 
-def test_cpu_artifact_is_static_u8s8_qdq_with_the_attention_matmuls(static_bundle):
+def test_cpu_artifact_is_static_u8s8_qdq_of_the_weight_matmuls(static_bundle):
     manifest = _manifest(static_bundle)
     check = manifest["checks"]["int8_cpu_vs_fp32"]
     assert check["passed"] and check["float_blocks"] == []
@@ -78,7 +78,11 @@ def test_cpu_artifact_is_static_u8s8_qdq_with_the_attention_matmuls(static_bundl
 
     attention = [n for n in matmuls if n.op_type == "MatMul" and not any(map(weight_input, n.input))]
     assert len(attention) == 2 * 2  # Q.K^T and attention.V in each of the tiny model's 2 blocks
-    for node in matmuls:
+    for node in attention:  # float: INT8 there is slower in ONNX Runtime (cpu_int8.activation_matmuls)
+        assert all(producer[name].op_type != "DequantizeLinear" for name in node.input[:2]), node.name
+    linear = [n for n in matmuls if n not in attention]
+    assert len(linear) == 1 + 2 * 4 + 1  # patch embedding, qkv/proj/fc1/fc2 of each block, the head
+    for node in linear:
         for name in node.input[:2]:
             dq = producer.get(name)
             assert dq is not None and dq.op_type == "DequantizeLinear", f"{node.name} input {name} is float"
@@ -93,7 +97,7 @@ def test_cpu_artifact_is_static_u8s8_qdq_with_the_attention_matmuls(static_bundl
     q_of_softmax = [
         n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in softmax_out
     ]
-    assert q_of_softmax and all(int(init[q.input[2]]) == 0 for q in q_of_softmax)  # [0, max]: all 256 levels
+    assert not q_of_softmax  # it feeds attention.V, which stays float
 
 
 def test_cpu_int8_gives_an_image_the_same_logits_in_any_batch(static_bundle):

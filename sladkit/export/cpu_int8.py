@@ -2,12 +2,15 @@
 
 Two forms (`--cpu-int8-form`), each passed through the same accuracy gate with its per-block float fallback:
 
-- static (`quantize_cpu`): U8S8 Q/DQ, the inputs of every MatMul/Gemm/Conv quantized, the two attention MatMuls
-  (Q.K^T and attention.V) included; U8 activations with ranges from sladkit's calibration (`--calib-method`,
-  on the run's training images or `--calib-data`), S8 symmetric per-channel weights, float outputs. ONNX
-  Runtime fuses each DequantizeLinear -> MatMul/Gemm pair into its integer kernels (QGemm,
-  MatMulIntegerToFloat, QLinearMatMul); LayerNorm, Softmax, GELU and the residual Adds stay float. An image
-  gets the same output whatever else is in its batch, and it is a plain Q/DQ model other runtimes read.
+- static (`quantize_cpu`): U8S8 Q/DQ, the inputs of every MatMul/Gemm/Conv that reads a weight quantized; U8
+  activations with ranges from sladkit's calibration (`--calib-method`, on the run's training images or
+  `--calib-data`), S8 symmetric per-channel weights, float outputs. ONNX Runtime fuses each DequantizeLinear ->
+  MatMul/Gemm pair into its integer kernels (QGemm, MatMulIntegerToFloat); the two attention MatMuls (Q.K^T
+  and attention.V), LayerNorm, Softmax, GELU and the residual Adds stay float. The attention MatMuls stay
+  float because INT8 there was slower on a quiet machine (`benchmarks/results/cpu_int8_forms.md`, "Attention
+  MatMuls, quiet machine": their QuantizeLinear nodes and the attention-scale Muls that ONNX Runtime no longer
+  folds into `FusedMatMul` cost more than the integer kernels save: 4-10 % on the tiny student and a ViT-S/14).
+  An image gets the same output whatever else is in its batch, and it is a plain Q/DQ model other runtimes read.
 - dynamic (`quantize_cpu_dynamic`): ONNX Runtime's dynamic quantization (U8 activations ranged from each
   batch at run time, S8 per-tensor weights, MatMul/Gemm; the attention MatMuls stay float). No calibration;
   a model's output (and accuracy) depends on what else is in the batch, so the gate, `sladkit eval` and
@@ -58,7 +61,7 @@ from sladkit.export.quantize import (
 NONNEGATIVE_OUTPUTS = ("Softmax", "Relu", "Sigmoid")
 #: What each form is (the manifest's `checks.int8_cpu_vs_fp32.form`).
 FORMS = {
-    "static": "static U8S8 Q/DQ (U8 activations, per-channel S8 weights; MatMul/Gemm/Conv incl. attention)",
+    "static": "static U8S8 Q/DQ (U8 activations, per-channel S8 weights; weight MatMul/Gemm/Conv, attention float)",
     "dynamic": "dynamic (ONNX Runtime quantize_dynamic: U8 activations ranged per batch, S8 weights; MatMul/Gemm)",
 }
 #: auto keeps the static form unless the fastest form beats it by more than this share (geometric mean over
@@ -102,8 +105,10 @@ def quantize_cpu(
     Args:
         model_path: the float model, initializers unshared (`unshare_initializers`), as calibrated.
         calibration: sladkit's ranges of every tensor of `model_path`.
-        exclude_nodes / include_nodes: MatMul/Gemm/Conv nodes kept float / the only ones quantized.
+        exclude_nodes / include_nodes: MatMul/Gemm/Conv nodes kept float / the only ones quantized; the
+            `activation_matmuls` are kept float in any case.
     """
+    exclude_nodes = [*(exclude_nodes or []), *activation_matmuls(model_path)]
     cache = Path(calibration.cache_path).with_suffix(".cpu.json")
     _save_ranges(cpu_ranges(model_path, calibration.amax), calibration.method, cache)
     quantize_static_qdq(
@@ -115,6 +120,13 @@ def quantize_cpu(
         include_nodes=include_nodes,
         exclude_nodes=exclude_nodes,
     )
+
+
+def activation_matmuls(model_path: str | Path) -> list[str]:
+    """The MatMul nodes that read no weight (no initializer input): a ViT's two attention MatMuls per block."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    initializers = {init.name for init in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and not initializers.intersection(n.input)]
 
 
 def quantize_cpu_dynamic(
