@@ -48,6 +48,28 @@ def pair_options(smoke: bool, weights: Path | None = None) -> dict:
     }
 
 
+def train_synthetic(
+    out: Path, smoke: bool, *, epochs: int, train_images: int, val_images: int, task: str = "cls"
+):
+    """Train the default SLAD run on the synthetic task with the benchmarks' pair (`pair_options`, batch 16
+    under `--smoke`), quietly; returns its run folder: the run the export benchmarks quantize and time."""
+    from sladkit.config import TrainConfig
+    from sladkit.train import run
+
+    values = dict(
+        task=task,
+        epochs=epochs,
+        synthetic_train=train_images,
+        synthetic_val=val_images,
+        out=str(out),
+        progress=False,
+    )
+    values.update(pair_options(smoke))
+    if smoke:
+        values.update(batch_size=16)
+    return run(TrainConfig(**values)).run_dir
+
+
 def random_classifier(name: str, size: int, kwargs: dict, num_classes: int = 100):
     """A timm backbone with random weights (seed 0) and sladkit's classification head, in eval mode:
     the random-weight models the speed and quantization benchmarks time and quantize."""

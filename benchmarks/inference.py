@@ -56,23 +56,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def train_run(args, out: Path) -> Path:
-    from sladkit.config import TrainConfig
-    from sladkit.train import run
-
-    values = dict(
-        epochs=args.train_epochs,
-        synthetic_train=64 if args.smoke else 800,
-        synthetic_val=32 if args.smoke else 300,
-        out=str(out),
-        progress=False,
-    )
-    values.update(_common.pair_options(args.smoke))
-    if args.smoke:
-        values.update(batch_size=16)
-    return run(TrainConfig(**values)).run_dir
-
-
 def export_bundles(run_dir: Path, work: Path, role: str, smoke: bool) -> dict[str, Path]:
     from sladkit.config import ExportConfig
     from sladkit.export import run
@@ -235,7 +218,13 @@ def main(argv=None) -> dict:
     timings, models, peak = [], {}, PeakMeter()
     with tempfile.TemporaryDirectory(prefix="sladkit-inference-") as tmp:
         work = Path(tmp)
-        run_dir = train_run(args, work / "run")
+        run_dir = _common.train_synthetic(
+            work / "run",
+            args.smoke,
+            epochs=args.train_epochs,
+            train_images=64 if args.smoke else 800,
+            val_images=32 if args.smoke else 300,
+        )
         run_config = json.loads((run_dir / "config.json").read_text())
         size = run_config["image_size"]
         for role in ("student", "teacher"):

@@ -93,24 +93,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def train_run(args, task: str, out: Path) -> Path:
-    from sladkit.config import TrainConfig
-    from sladkit.train import run
-
-    values = dict(
-        task=task,
-        epochs=args.train_epochs,
-        synthetic_train=args.train_images,
-        synthetic_val=args.val_images,
-        out=str(out),
-        progress=False,
-    )
-    values.update(_common.pair_options(args.smoke))
-    if args.smoke:
-        values.update(batch_size=16)
-    return run(TrainConfig(**values)).run_dir
-
-
 def qdq_placement(model_path: Path) -> dict[str, int]:
     """DequantizeLinear nodes by the op type of the node they feed (weights and activations together)."""
     import onnx
@@ -309,7 +291,14 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="sladkit-quant-") as tmp:
         work = Path(tmp)
         for task in [t for t in args.tasks.split(",") if t not in ("", "none")]:
-            run_dir = train_run(args, task, work / f"run-{task}")
+            run_dir = _common.train_synthetic(
+                work / f"run-{task}",
+                args.smoke,
+                epochs=args.train_epochs,
+                train_images=args.train_images,
+                val_images=args.val_images,
+                task=task,
+            )
             methods = args.calib_methods.split(",")
             cases = [
                 (quantizer, method, fallback)
