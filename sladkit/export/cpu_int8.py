@@ -9,7 +9,7 @@ Two forms (`--cpu-int8-form`), each passed through the same accuracy gate with i
   and attention.V), LayerNorm, Softmax, GELU and the residual Adds stay float. The attention MatMuls stay
   float because INT8 there was slower on a quiet machine (`benchmarks/results/cpu_int8_forms.md`, "Attention
   MatMuls, quiet machine": their QuantizeLinear nodes and the attention-scale Muls that ONNX Runtime no longer
-  folds into `FusedMatMul` cost more than the integer kernels save: 4-10 % on the tiny student and a ViT-S/14).
+  folds into `FusedMatMul` cost more than the integer kernels save: 3-10 % on the tiny student and a ViT-S/14).
   An image gets the same output whatever else is in its batch, and it is a plain Q/DQ model other runtimes read.
 - dynamic (`quantize_cpu_dynamic`): ONNX Runtime's dynamic quantization (U8 activations ranged from each
   batch at run time, S8 per-tensor weights, MatMul/Gemm; the attention MatMuls stay float). No calibration;
