@@ -30,6 +30,7 @@ SCHEMA_VERSION = 1
 # passed), then
 #   form              what the model is (one description per form)
 #   chosen            its form: one of CPU_INT8_FORMS
+#   runtime           the runtime it is made for, gated and timed with: CPU_INT8_RUNTIME[chosen]
 #   chosen_by         "measured" (--cpu-int8-form auto) or "--cpu-int8-form static" / "... dynamic"
 #   candidates        auto only: per form built, its gate (passed, drop_points, top1_agreement, float_blocks)
 #   speed             when measured, else None: batches, repeats (timed rounds), load_average (1/5/15 min when
@@ -37,8 +38,18 @@ SCHEMA_VERSION = 1
 #                     {form: {batch: FP32 ms / form ms}}; batches are strings (JSON keys)
 #   faster_than_fp32  when measured, else None: the chosen form's speed-up is above 1 at every timed batch
 CPU_INT8_CHECK = "int8_cpu_vs_fp32"
-CPU_INT8_FORMS = ("static", "dynamic")
+CPU_INT8_FORMS = ("static", "dynamic", "openvino")
+#: the runtime each form is made for: the one export gates and times it with, and `eval` / `profile` / `predict`
+#: run it with unless told otherwise (`--backend`)
+CPU_INT8_RUNTIME = {"static": "onnxruntime", "dynamic": "onnxruntime", "openvino": "openvino"}
+CPU_INT8_FILE = "model.int8-cpu.onnx"
 FP32 = "fp32"  # the FP32 model's key in speed.median_ms
+
+
+def runtime_of(manifest: dict, file: str) -> str | None:
+    """The runtime a bundle's model is made for: its CPU INT8 model's form's (`CPU_INT8_RUNTIME`), else None."""
+    check = manifest.get("checks", {}).get(CPU_INT8_CHECK) or {}
+    return CPU_INT8_RUNTIME.get(check.get("chosen")) if file == CPU_INT8_FILE else None
 
 
 def speedups_vs_fp32(median_ms: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -61,7 +72,13 @@ def cpu_int8_check(
     candidates: dict | None = None,
 ) -> dict:
     """`checks.int8_cpu_vs_fp32` (the fields above) from the gate's dict and how the form was chosen."""
-    check = {**gate, "form": description, "chosen": form, "chosen_by": chosen_by}
+    check = {
+        **gate,
+        "form": description,
+        "chosen": form,
+        "runtime": CPU_INT8_RUNTIME[form],
+        "chosen_by": chosen_by,
+    }
     if candidates is not None:
         check["candidates"] = candidates
     check["speed"] = speed

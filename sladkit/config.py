@@ -347,14 +347,15 @@ class ExportConfig:
         "NVIDIA ModelOpt (pip install 'sladkit[modelopt]') fed with sladkit's calibration; TensorRT targets "
         "at --precision int8 only.",
     )
-    cpu_int8_form: Literal["auto", "static", "dynamic"] = _opt(
+    cpu_int8_form: Literal["auto", "static", "dynamic", "openvino"] = _opt(
         "auto",
         "Form of the CPU INT8 model (model.int8-cpu.onnx; --target cpu --precision int8 only): static (U8S8 "
-        "Q/DQ from the calibration; an image gets the same output in any batch; a plain Q/DQ model other "
-        "runtimes read), dynamic (ONNX Runtime's dynamic quantization: activation ranges from each batch, no "
-        "calibration), or auto: build both, put each through the accuracy gate, time each against FP32 with "
-        "ONNX Runtime on this machine (a few seconds) and keep the faster (static unless the other is more "
-        "than 5 % faster); the manifest records the times.",
+        "Q/DQ from the calibration, for ONNX Runtime; an image gets the same output in any batch; a plain Q/DQ "
+        "model other runtimes read), dynamic (ONNX Runtime's dynamic quantization: activation ranges from each "
+        "batch, no calibration), openvino (S8S8 Q/DQ from the calibration, run by OpenVINO: pip install "
+        "'sladkit[openvino]'), or auto: build every form whose runtime is installed, put each through the "
+        "accuracy gate, time each against FP32 on this machine (a few seconds) and keep the fastest (static "
+        "unless another is more than 5 % faster); the manifest records the times and the runtime.",
     )
     max_accuracy_drop: float = _opt(
         1.0, "Largest INT8 accuracy (or mIoU) drop against FP32, in points (negative: INT8 must gain)."

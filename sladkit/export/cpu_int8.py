@@ -1,6 +1,7 @@
-"""The CPU INT8 artifact (`model.int8-cpu.onnx`) for ONNX Runtime's CPU provider, and how its form is chosen.
+"""The CPU INT8 artifact (`model.int8-cpu.onnx`), and how its form is chosen.
 
-Two forms (`--cpu-int8-form`), each passed through the same accuracy gate with its per-block float fallback:
+Three forms (`--cpu-int8-form`), each passed through the same accuracy gate with its per-block float fallback,
+run by the runtime it is made for (`bundle.CPU_INT8_RUNTIME`):
 
 - static (`quantize_cpu`): U8S8 Q/DQ, the inputs of every MatMul/Gemm/Conv that reads a weight quantized; U8
   activations with ranges from sladkit's calibration (`--calib-method`, on the run's training images or
@@ -15,13 +16,20 @@ Two forms (`--cpu-int8-form`), each passed through the same accuracy gate with i
   batch at run time, S8 per-tensor weights, MatMul/Gemm; the attention MatMuls stay float). No calibration;
   a model's output (and accuracy) depends on what else is in the batch, so the gate, `sladkit eval` and
   `profile` all run it at `bundle.ACCURACY_BATCH`. ONNX Runtime only.
-- auto (the default, `build_cpu_int8`): build both, gate both, time each form that passed against FP32 with
-  ONNX Runtime on the exporting machine, and keep the faster — as TensorRT's builder times its tactics on the
-  GPU that builds the engine instead of predicting them. Neither form wins everywhere
-  (`benchmarks/results/cpu_int8.md`, quiet machine): on a ViT-S/14 at 224 px they are level (static 0.97x /
-  1.02x dynamic at batch 1 / 8, both about 2.1x FP32: the same VNNI integer GEMMs), while on the tiny 32 px
-  student, whose time is mostly per-node overhead, dynamic is about 15 % faster than static and both are
-  slower than FP32. Within `STATIC_PREFERENCE` the static form is kept, for its batch-independent output.
+- openvino (`quantize_openvino`, needs `pip install 'sladkit[openvino]'`): the Q/DQ placement of TensorRT's
+  model.int8.onnx (symmetric S8 activations on the inputs of every MatMul/Gemm/Conv, the attention MatMuls
+  included, per-channel S8 weights, float biases), run by OpenVINO's CPU plugin
+  (`sladkit.runtime.backends.openvino`), which fuses it into integer kernels far beyond ONNX Runtime's: on a
+  ViT-S/14 at 224 px 1.4-2.2x ORT dynamic (`benchmarks/results/cpu_int8.md`). The static U8 placement and
+  the attention left float were both slower there (`cpu_int8_forms.md`, "OpenVINO"). Still a plain Q/DQ
+  model: ONNX Runtime runs it too (`--backend onnxruntime`), slower.
+- auto (the default, `build_cpu_int8`): build every form whose runtime is installed, gate each, time each form
+  that passed against FP32 (ONNX Runtime) on the exporting machine with its own runtime, and keep the
+  fastest — as TensorRT's builder times its tactics on the GPU that builds the engine instead of predicting
+  them. No form wins everywhere (`benchmarks/results/cpu_int8.md`, quiet machine): in ONNX Runtime static and
+  dynamic are level on a ViT-S/14 (the same VNNI integer GEMMs), while on the tiny 32 px student, whose time
+  is mostly per-node overhead, dynamic is often faster. Within `STATIC_PREFERENCE` the static form is kept,
+  for its batch-independent output.
 
 Why U8S8: on x86-64 ONNX Runtime's integer GEMMs take U8 activations and S8 weights (its QDQ default S8S8
 runs slower than FP32 there, `docs/deploy-facts.md`); on ARM64 we expect U8S8 and S8S8 to be exact (UDOT/SDOT
@@ -44,7 +52,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from sladkit.bundle import ACCURACY_BATCH, CPU_INT8_FORMS, FP32, cpu_int8_check, speedups_vs_fp32
+from sladkit.bundle import (
+    ACCURACY_BATCH,
+    CPU_INT8_FORMS,
+    CPU_INT8_RUNTIME,
+    FP32,
+    cpu_int8_check,
+    speedups_vs_fp32,
+)
 from sladkit.errors import ConfigError
 from sladkit.export.onnx import INPUT, OUTPUT, ExportError
 from sladkit.export.quantize import (
@@ -53,6 +68,7 @@ from sladkit.export.quantize import (
     _ort_method,
     _without_preprocessing_hint,
     gate_failure,
+    quantize_qdq,
     quantize_static_qdq,
     quantize_with_gate,
 )
@@ -63,6 +79,7 @@ NONNEGATIVE_OUTPUTS = ("Softmax", "Relu", "Sigmoid")
 FORMS = {
     "static": "static U8S8 Q/DQ (U8 activations, per-channel S8 weights; weight MatMul/Gemm/Conv, attention float)",
     "dynamic": "dynamic (ONNX Runtime quantize_dynamic: U8 activations ranged per batch, S8 weights; MatMul/Gemm)",
+    "openvino": "static S8S8 Q/DQ for OpenVINO (TensorRT's placement: every MatMul/Gemm/Conv, attention included)",
 }
 #: auto keeps the static form unless the fastest form beats it by more than this share (geometric mean over
 #: the timed batches): on a ViT-S the two are level, and the choice should not flip with the noise.
@@ -160,7 +177,46 @@ def quantize_cpu_dynamic(
         )
 
 
-QUANTIZERS = {"static": quantize_cpu, "dynamic": quantize_cpu_dynamic}
+def quantize_openvino(
+    model_path: str | Path,
+    out_path: str | Path,
+    calibration: Calibration,
+    *,
+    exclude_nodes: list[str] | None = None,
+    include_nodes: list[str] | None = None,
+) -> None:
+    """The openvino form: `quantize_qdq`'s model (the module docstring says why); same signature."""
+    quantize_qdq(model_path, out_path, calibration, exclude_nodes=exclude_nodes, include_nodes=include_nodes)
+
+
+QUANTIZERS = {"static": quantize_cpu, "dynamic": quantize_cpu_dynamic, "openvino": quantize_openvino}
+
+
+def session(path: str | Path, runtime: str, threads: int | None = None, *, spinning: bool = True):
+    """A session of `runtime` (`bundle.CPU_INT8_RUNTIME`) on `path` with `run(outputs, feeds)`, with the options
+    `sladkit profile` gives that runtime (`spinning`: ONNX Runtime's, `session_options`)."""
+    if runtime == "openvino":
+        from sladkit.runtime.backends.openvino import OpenVINOSession
+
+        return OpenVINOSession(path, threads)
+    import onnxruntime as ort
+
+    from sladkit.runtime.backends.onnxruntime import session_options
+
+    options = session_options(threads, spinning=spinning)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def available_forms() -> tuple[tuple[str, ...], dict[str, str]]:
+    """The forms whose runtime is installed here, and {form: why not} for the others."""
+    from sladkit.runtime.backends import BACKENDS
+
+    missing = {}
+    for form in CPU_INT8_FORMS:
+        ok, why = BACKENDS[CPU_INT8_RUNTIME[form]].availability()
+        if not ok:
+            missing[form] = why
+    return tuple(f for f in CPU_INT8_FORMS if f not in missing), missing
 
 
 def check_cpu_int8_form(config, target, precision: str) -> None:
@@ -171,6 +227,12 @@ def check_cpu_int8_form(config, target, precision: str) -> None:
             f"--cpu-int8-form {form} chooses the form of the CPU INT8 model (model.int8-cpu.onnx); target "
             f"{target.name} at {precision} has none: drop --cpu-int8-form, or export --target cpu --precision int8"
         )
+    if form == "openvino":
+        from sladkit.runtime.backends.openvino import openvino_available
+
+        ok, why = openvino_available()
+        if not ok:
+            raise ConfigError(f"--cpu-int8-form openvino runs the model with OpenVINO: {why}")
     if form == "dynamic" and config.calib_data:
         raise ConfigError(
             "--cpu-int8-form dynamic ranges its activations on each batch and uses no calibration: drop "
@@ -185,11 +247,12 @@ def measure_cpu_latency(
     batches: tuple[int, ...] = (1, ACCURACY_BATCH),
     budget_s: float = TIMING_BUDGET_S,
     clock=time.perf_counter,
+    runtimes: dict[str, str] | None = None,
 ) -> dict:
-    """Median end-to-end latency of each model at each batch size with ONNX Runtime's CPU provider.
+    """Median end-to-end latency of each model at each batch size on the CPU, each with its runtime.
 
-    Sessions take `sladkit profile`'s options (`runtime.backends.onnxruntime.session_options`, ONNX Runtime's
-    default thread count). Two untimed runs per model and batch, then rounds: in each, every batch size is run
+    Sessions take `sladkit profile`'s options (`session`: the runtime's default thread count), but ONNX
+    Runtime's threads do not spin (`session_options`: they would slow the next model of the round). Two untimed runs per model and batch, then rounds: in each, every batch size is run
     once by every model, the order of the models rotating from round to round, so that a change in the
     machine's load falls on all of them alike. The untimed round's time sets the number of rounds: about
     `budget_s` in all, `MIN_REPEATS` to `MAX_REPEATS`.
@@ -197,19 +260,17 @@ def measure_cpu_latency(
     Args:
         models: name -> ONNX file (e.g. {"fp32": ..., "static": ..., "dynamic": ...}).
         images: inputs (N, C, H, W); a batch larger than N repeats them.
+        runtimes: name -> its runtime (`bundle.CPU_INT8_RUNTIME`); default onnxruntime.
 
     Returns:
         {"batches", "repeats", "load_average" (1/5/15 min at the start), "cores", "median_ms": {name: {batch: ms}}}
     """
-    import onnxruntime as ort
-
-    from sladkit.runtime.backends.onnxruntime import session_options
     from sladkit.runtime.profiler import load_average
 
     load = load_average()
+    runtimes = runtimes or {}
     sessions = {
-        name: ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
-        for name, path in models.items()
+        name: session(path, runtimes.get(name, "onnxruntime"), spinning=False) for name, path in models.items()
     }
     inputs = {b: np.ascontiguousarray(images[np.arange(b) % len(images)]) for b in batches}
 
@@ -245,14 +306,18 @@ def measure_cpu_latency(
 
 def choose_cpu_form(speedup: dict[str, dict[str, float]], passed: list[str]) -> str:
     """The fastest form among those that passed the gate (geometric mean of their speed-ups over the batches),
-    static unless the fastest beats it by more than `STATIC_PREFERENCE`."""
+    static unless the fastest beats it by more than `STATIC_PREFERENCE`. Forms faster than FP32 at every timed
+    batch come first: on the tiny student the openvino form is the fastest at batch 32 and slower than FP32
+    at batch 1, where a form that is faster at both is the one to deploy."""
 
     def score(form: str) -> float:
         values = list(speedup[form].values())
         return math.exp(sum(math.log(v) for v in values) / len(values))
 
-    best = max(passed, key=score)
-    if "static" in passed and score("static") * (1 + STATIC_PREFERENCE) >= score(best):
+    faster = [form for form in passed if all(v > 1.0 for v in speedup[form].values())]
+    candidates = faster or passed
+    best = max(candidates, key=score)
+    if "static" in candidates and score("static") * (1 + STATIC_PREFERENCE) >= score(best):
         return "static"
     return best
 
@@ -291,7 +356,11 @@ def build_cpu_int8(
         ExportError: no form built passes the gate (the message gives the one closest to passing).
     """
     choice = config.cpu_int8_form
-    forms = CPU_INT8_FORMS if choice == "auto" else (choice,)
+    forms = (choice,)
+    if choice == "auto":
+        forms, missing = available_forms()
+        for form, why in missing.items():
+            log(f"cpu int8: the {form} form is not considered: {why}")
     paths = {form: out_path.with_name(f"{out_path.stem}.{form}.onnx") for form in forms}
     gates = {
         form: quantize_with_gate(
@@ -306,6 +375,7 @@ def build_cpu_int8(
             log=log,
             quantizer=QUANTIZERS[form],
             kind=f"cpu int8 {form}",
+            session=lambda path, form=form: session(path, CPU_INT8_RUNTIME[form]),
         )
         for form in forms
     }
@@ -314,8 +384,12 @@ def build_cpu_int8(
         closest = min(forms, key=lambda f: gates[f].drop)
         kind = f"CPU INT8 (--cpu-int8-form {choice})"
         if choice == "auto":
-            kind = f"CPU INT8 fails the gate in both forms; the closer ({closest})"
-        advice = {"static": "another --calib-method or --cpu-int8-form", "dynamic": "another --cpu-int8-form"}
+            kind = f"CPU INT8 fails the gate in every form ({', '.join(forms)}); the closest ({closest})"
+        advice = {
+            "static": "another --calib-method or --cpu-int8-form",
+            "openvino": "another --calib-method or --cpu-int8-form",
+            "dynamic": "another --cpu-int8-form",
+        }
         raise ExportError(
             gate_failure(kind, gates[closest], config)
             + f", try {advice.get(choice, 'another --calib-method')}, or use --precision fp32"
@@ -323,7 +397,11 @@ def build_cpu_int8(
     candidates = {form: _gate_summary(gate) for form, gate in gates.items()} if choice == "auto" else None
     speed = None
     if choice == "auto":
-        speed = timer({FP32: fp32_path, **{form: paths[form] for form in passed}}, images)
+        speed = timer(
+            {FP32: fp32_path, **{form: paths[form] for form in passed}},
+            images,
+            runtimes={form: CPU_INT8_RUNTIME[form] for form in passed},
+        )
         speed["speedup_vs_fp32"] = speedups_vs_fp32(speed["median_ms"])
     form = choose_cpu_form(speed["speedup_vs_fp32"], passed) if speed else choice
     shutil.move(paths[form], out_path)

@@ -183,9 +183,9 @@ def _without_preprocessing_hint():
 # ---------------------------------------------------------------- accuracy
 
 
-def predictions(model_path: str | Path, images: np.ndarray) -> np.ndarray:
-    """Class per image (N,) or per pixel (N, H, W)."""
-    return run_onnx(onnxruntime_session(model_path), images, batch=ACCURACY_BATCH).argmax(axis=1)
+def predictions(model_path: str | Path, images: np.ndarray, session=onnxruntime_session) -> np.ndarray:
+    """Class per image (N,) or per pixel (N, H, W); `session(path)` opens the model (default ONNX Runtime)."""
+    return run_onnx(session(model_path), images, batch=ACCURACY_BATCH).argmax(axis=1)
 
 
 @dataclass
@@ -283,6 +283,7 @@ def quantize_with_gate(
     log=print,
     quantizer=None,
     kind: str = "int8",
+    session=onnxruntime_session,
 ) -> GateResult:
     """Q/DQ INT8 within an accuracy budget: if the drop exceeds `max_drop` points, rank the blocks by
     sensitivity (output error with that block alone quantized) and keep the most sensitive ones in float
@@ -292,12 +293,14 @@ def quantize_with_gate(
         quantizer: `quantize_qdq` (TensorRT, the default), `cpu_int8.quantize_cpu` or
             `cpu_int8.quantize_cpu_dynamic`, `modelopt_backend.quantize_modelopt`: same signature.
         kind: the name the log lines give the model.
+        session: `session(path)` opens a quantized model with the runtime it is made for (default ONNX
+            Runtime's CPU provider); the FP32 reference always runs in ONNX Runtime.
     """
     quantizer = quantizer or quantize_qdq
     fp32_pred = predictions(model_path, images)
     quantizer(model_path, out_path, calibration)
     result = compare(
-        fp32_pred, predictions(out_path, images), target, num_classes, [], max_drop, min_agreement
+        fp32_pred, predictions(out_path, images, session), target, num_classes, [], max_drop, min_agreement
     )
     low, high = result.drop_ci95 or (float("nan"), float("nan"))
     log(
@@ -311,7 +314,9 @@ def quantize_with_gate(
     where = node_blocks(model_path)  # through the weights' names, so onnxsim's node names do not matter
     block_of = {n: where[n].block if n in where else OTHER for n in nodes}
     blocks = sorted(set(block_of.values()), key=block_order)
-    sensitivity = block_sensitivity(model_path, calibration, images, block_of, quantizer=quantizer)
+    sensitivity = block_sensitivity(
+        model_path, calibration, images, block_of, quantizer=quantizer, session=session
+    )
     ranked = sorted(blocks, key=lambda b: -sensitivity[b])
     log(
         f"{kind} over budget ({max_drop} points, {min_agreement} % agreement): sensitivity "
@@ -321,7 +326,13 @@ def quantize_with_gate(
         kept = ranked[:k]
         quantizer(model_path, out_path, calibration, exclude_nodes=[n for n in nodes if block_of[n] in kept])
         result = compare(
-            fp32_pred, predictions(out_path, images), target, num_classes, kept, max_drop, min_agreement
+            fp32_pred,
+            predictions(out_path, images, session),
+            target,
+            num_classes,
+            kept,
+            max_drop,
+            min_agreement,
         )
         result.sensitivity = sensitivity
         log(f"  float {', '.join(kept)}: drop {result.drop:.2f} points, agreement {result.agreement:.1f} %")
@@ -331,13 +342,13 @@ def quantize_with_gate(
 
 
 def block_sensitivity(
-    model_path, calibration, images, block_of: dict[str, str], *, quantizer=None
+    model_path, calibration, images, block_of: dict[str, str], *, quantizer=None, session=onnxruntime_session
 ) -> dict[str, float]:
     """Mean squared output error against FP32 with one block at a time quantized.
 
     Args:
         block_of: quantizable node name -> its block (`sladkit.onnx_blocks.node_blocks`).
-        quantizer: as in `quantize_with_gate` (default `quantize_qdq`).
+        quantizer, session: as in `quantize_with_gate` (default `quantize_qdq`, ONNX Runtime).
     """
     quantizer = quantizer or quantize_qdq
     reference = run_onnx(onnxruntime_session(model_path), images)
@@ -349,7 +360,7 @@ def block_sensitivity(
             quantizer(
                 model_path, path, calibration, include_nodes=[n for n, b in block_of.items() if b == block]
             )
-            scores[block] = float(np.mean((run_onnx(onnxruntime_session(path), images) - reference) ** 2))
+            scores[block] = float(np.mean((run_onnx(session(path), images) - reference) ** 2))
     return scores
 
 

@@ -38,6 +38,7 @@ class Artifact:
     batch_max: int | None = None
     manifest: dict = field(default_factory=dict)
     engine_meta: dict | None = None
+    runtime: str | None = None  # the backend the model is made for (`bundle.runtime_of`); None: any
 
     @property
     def image_size(self) -> int:
@@ -75,7 +76,7 @@ def resolve(path: str | Path, *, model: str | None = None, verify: bool = True) 
 
 
 def _bundle(folder: Path, model: str | None, verify: bool) -> Artifact:
-    from sladkit.bundle import read_manifest, verify_bundle
+    from sladkit.bundle import read_manifest, runtime_of, verify_bundle
 
     manifest = verify_bundle(folder) if verify else read_manifest(folder)
     files = {a["file"]: a for a in manifest["artifacts"]}
@@ -97,6 +98,7 @@ def _bundle(folder: Path, model: str | None, verify: bool) -> Artifact:
         precision=files[name].get("precision", "fp32"),
         batch_max=None,
         manifest=manifest,
+        runtime=runtime_of(manifest, name),
     )
 
 
