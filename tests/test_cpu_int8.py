@@ -1,5 +1,6 @@
 """The CPU INT8 artifact: its static form (U8S8 Q/DQ of the weight MatMuls, calibrated, batch-independent),
-its dynamic form, and auto, which gates both and keeps the faster as timed on the exporting machine."""
+its dynamic form, and auto, which gates every form and keeps the fastest as timed on the exporting machine.
+The openvino form and backend: tests/test_openvino.py."""
 
 from __future__ import annotations
 
@@ -279,23 +280,30 @@ def _gate(passed: bool, drop: float = 0.0) -> GateResult:
     return GateResult(80.0, 80.0 - drop, 99.0, [], passed)
 
 
-def _choose(tmp_path, monkeypatch, *, gates, median_ms, form="auto"):
+def _choose(tmp_path, monkeypatch, *, gates, median_ms, form="auto", runtimes=None, logged=None):
     """build_cpu_int8 with `gates` (form -> GateResult) standing in for the gate and `median_ms` for the timer;
-    each form's file holds its name, so the file kept shows which form was chosen."""
+    each form's file holds its name, so the file kept shows which form was chosen. The forms auto builds are
+    those of `gates` (all runtimes "installed"). `runtimes` / `logged`: lists that get the timer's runtimes
+    and the log lines."""
+    by_quantizer = {q: f for f, q in cpu_int8.QUANTIZERS.items()}
 
     def fake_gate(model_path, out_path, calibration, images, targets, *, quantizer, **_):
-        name = {cpu_int8.quantize_cpu: "static", cpu_int8.quantize_cpu_dynamic: "dynamic"}[quantizer]
+        name = by_quantizer[quantizer]
         out_path.write_text(name)
         return gates[name]
 
     timed = []
 
-    def fake_timer(models, images):
+    def fake_timer(models, images, runtimes=None):
         timed.append(set(models))
+        if runtimes is not None and logged_runtimes is not None:
+            logged_runtimes.append(runtimes)
         return {"batches": [1, 32], "repeats": 7, "load_average": [3.5, 2.0, 1.0], "cores": 2,
                 "median_ms": {name: median_ms[name] for name in models}}  # fmt: skip
 
+    logged_runtimes = runtimes
     monkeypatch.setattr(cpu_int8, "quantize_with_gate", fake_gate)
+    monkeypatch.setattr(cpu_int8, "available_forms", lambda: (tuple(f for f in gates), {}))
     out = tmp_path / "model.int8-cpu.onnx"
     config = ExportConfig(run_dir="run", target="cpu", cpu_int8_form=form)
     images = np.zeros((2, 3, 32, 32), np.float32)
@@ -303,7 +311,8 @@ def _choose(tmp_path, monkeypatch, *, gates, median_ms, form="auto"):
         warnings.simplefilter("always")
         check = cpu_int8.build_cpu_int8(
             tmp_path / "fp32.onnx", out, None, images, np.zeros(2, np.int64),
-            fp32_path=tmp_path / "fp32.onnx", num_classes=3, config=config, log=lambda _: None, timer=fake_timer,
+            fp32_path=tmp_path / "fp32.onnx", num_classes=3, config=config, timer=fake_timer,
+            log=(logged.append if logged is not None else lambda _: None),
         )  # fmt: skip
     return check, out.read_text(), timed, [str(w.message) for w in caught]
 
@@ -398,7 +407,9 @@ def test_auto_refuses_when_both_forms_fail(tmp_path, monkeypatch):
             median_ms={},
         )
     message = str(caught.value)
-    assert message.startswith("CPU INT8 fails the gate in both forms; the closer (dynamic) loses 2.00 points")
+    assert message.startswith(
+        "CPU INT8 fails the gate in every form (static, dynamic); the closest (dynamic) loses 2.00 points"
+    )
     assert message.endswith(", try another --calib-method, or use --precision fp32") and "\n" not in message
 
 
@@ -406,13 +417,56 @@ def test_choose_cpu_form_table():
     both = ["static", "dynamic"]
     assert cpu_int8.choose_cpu_form({"static": {"1": 2.0}, "dynamic": {"1": 1.0}}, both) == "static"
     assert cpu_int8.choose_cpu_form({"static": {"1": 1.0}, "dynamic": {"1": 2.0}}, both) == "dynamic"
-    assert cpu_int8.choose_cpu_form({"static": {"1": 1.0}, "dynamic": {"1": 1.04}}, both) == "static"
-    # the geometric mean over batches: 0.5x at one, 3x at the other beats 1.1x at both
+    assert cpu_int8.choose_cpu_form({"static": {"1": 1.5}, "dynamic": {"1": 1.56}}, both) == "static"
+    # the geometric mean over batches: 1.05x at one, 3x at the other beats 1.1x at both
     assert (
-        cpu_int8.choose_cpu_form({"static": {"1": 1.1, "8": 1.1}, "dynamic": {"1": 0.5, "8": 3.0}}, both)
+        cpu_int8.choose_cpu_form({"static": {"1": 1.1, "8": 1.1}, "dynamic": {"1": 1.05, "8": 3.0}}, both)
         == "dynamic"
     )
     assert cpu_int8.choose_cpu_form({"dynamic": {"1": 0.2}}, ["dynamic"]) == "dynamic"
+    # a form faster than FP32 at every batch comes before a faster one that is slower at one batch
+    three = ["static", "dynamic", "openvino"]
+    speed = {
+        "static": {"1": 1.02, "32": 1.08},
+        "dynamic": {"1": 1.3, "32": 1.3},
+        "openvino": {"1": 0.8, "32": 2.1},
+    }
+    assert cpu_int8.choose_cpu_form(speed, three) == "dynamic"
+    speed["openvino"]["1"] = 1.5
+    assert cpu_int8.choose_cpu_form(speed, three) == "openvino"
+    # when none is faster than FP32 everywhere, the fastest
+    assert (
+        cpu_int8.choose_cpu_form({"static": {"1": 0.5, "8": 3.0}, "dynamic": {"1": 0.9, "8": 1.1}}, both)
+        == "static"
+    )
+
+
+def test_auto_times_each_form_with_its_runtime(tmp_path, monkeypatch):
+    runtimes, logged = [], []
+    check, kept, timed, warned = _choose(
+        tmp_path,
+        monkeypatch,
+        gates={"static": _gate(True), "dynamic": _gate(True), "openvino": _gate(True)},
+        median_ms={
+            "fp32": FP32_MS,
+            "static": {"1": 0.9, "32": 9.0},
+            "dynamic": {"1": 0.8, "32": 8.0},
+            "openvino": {"1": 0.5, "32": 4.0},
+        },  # fmt: skip
+        runtimes=runtimes,
+        logged=logged,
+    )
+    assert kept == "openvino" and check["chosen"] == "openvino" and check["runtime"] == "openvino"
+    assert runtimes == [{"static": "onnxruntime", "dynamic": "onnxruntime", "openvino": "openvino"}]
+    assert set(check["candidates"]) == {"static", "dynamic", "openvino"} and warned == []
+    assert any("kept the openvino form" in line for line in logged)
+
+
+def test_auto_leaves_out_a_form_whose_runtime_is_missing(tmp_path, monkeypatch):
+    from sladkit.runtime.backends import BACKENDS
+
+    monkeypatch.setattr(BACKENDS["openvino"], "availability", classmethod(lambda cls: (False, "not here")))
+    assert cpu_int8.available_forms() == (("static", "dynamic"), {"openvino": "not here"})
 
 
 # ---------------------------------------------------------------- the timer
@@ -477,7 +531,12 @@ def test_cpu_int8_form_option_and_schema_agree():
     assert ExportConfig().cpu_int8_form == "auto"
     result = invoke("export", "--help")
     text = " ".join(result.output.split())
-    assert "--cpu-int8-form [auto|static|dynamic]" in text
-    for words in ("static (U8S8", "dynamic (ONNX Runtime's dynamic quantization", "or auto: build both"):
+    assert "--cpu-int8-form [auto|static|dynamic|openvino]" in text
+    for words in (
+        "static (U8S8",
+        "dynamic (ONNX Runtime's dynamic quantization",
+        "openvino (S8S8 Q/DQ",
+        "or auto: build every form whose runtime is installed",
+    ):
         assert words in text
     assert f"more than {cpu_int8.STATIC_PREFERENCE * 100:.0f} % faster" in text

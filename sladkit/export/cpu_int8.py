@@ -270,7 +270,8 @@ def measure_cpu_latency(
     load = load_average()
     runtimes = runtimes or {}
     sessions = {
-        name: session(path, runtimes.get(name, "onnxruntime"), spinning=False) for name, path in models.items()
+        name: session(path, runtimes.get(name, "onnxruntime"), spinning=False)
+        for name, path in models.items()
     }
     inputs = {b: np.ascontiguousarray(images[np.arange(b) % len(images)]) for b in batches}
 

@@ -182,7 +182,7 @@ register_target(
 register_target(
     Target(
         "cpu",
-        "a CPU (x86-64 or ARM64) with ONNX Runtime",
+        "a CPU (x86-64 or ARM64) with ONNX Runtime or OpenVINO",
         runtime="onnxruntime",
         opset=17,
         precisions=("int8", "fp32"),

@@ -1,0 +1,143 @@
+"""The openvino backend and the CPU INT8 model's openvino form (TensorRT's S8S8 Q/DQ placement run by OpenVINO)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto
+
+from sladkit import bundle
+from sladkit.cli import cli
+from sladkit.config import ExportConfig
+from sladkit.errors import ConfigError
+from sladkit.export import cpu_int8
+from sladkit.export import run as export
+from sladkit.export.onnx import onnxruntime_session, run_onnx
+from sladkit.runtime.artifacts import resolve
+from sladkit.runtime.backends import BACKENDS, BackendError, create_backend
+from sladkit.runtime.backends import openvino as ov_backend
+
+pytest.importorskip("openvino", reason="the dev install includes it (pip install 'sladkit[openvino]')")
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def openvino_bundle(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "openvino"
+    export(
+        ExportConfig(
+            run_dir=str(run_dir),
+            target="cpu",
+            out=str(out),
+            eval_images=32,
+            calib_images=16,
+            cpu_int8_form="openvino",
+        )  # fmt: skip
+    )
+    return out
+
+
+def _manifest(folder):
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def test_openvino_session_matches_onnxruntime_on_fp32(cpu_bundle):
+    """FP32 in, FP32 out: the f32 precision hint keeps OpenVINO from computing in bf16."""
+    path = cpu_bundle / "model.onnx"
+    images = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    reference = run_onnx(onnxruntime_session(path), images)
+    session = ov_backend.OpenVINOSession(path, threads=1)
+    for batch in (1, 2, 5):  # one compiled model per input shape
+        got = run_onnx(session, images, batch=batch)
+        assert np.abs(got - reference).max() <= 1e-4 * np.abs(reference).max()
+    assert {s[0] for s in session.compiled} == {1, 2, 5}  # batch 2 runs 2 + 2 + 1
+    for batch in range(3, 3 + ov_backend.MAX_SHAPES):
+        session.run(None, {"images": images[:batch]})
+    assert len(session.compiled) == ov_backend.MAX_SHAPES
+
+
+def test_openvino_form_is_s8_qdq_without_bias_dequantization(openvino_bundle):
+    manifest = _manifest(openvino_bundle)
+    check = manifest["checks"]["int8_cpu_vs_fp32"]
+    assert check["passed"] and check["chosen"] == "openvino" and check["runtime"] == "openvino"
+    assert check["form"] == cpu_int8.FORMS["openvino"] and check["chosen_by"] == "--cpu-int8-form openvino"
+    model = onnx.load(str(openvino_bundle / "model.int8-cpu.onnx"))
+    init = {i.name: i for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    zero_points = [init[n.input[2]].data_type for n in qdq if len(n.input) > 2 and n.input[2] in init]
+    assert zero_points and set(zero_points) == {TensorProto.INT8}  # symmetric S8, no INT32 bias
+    matmuls = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm")]
+    producer = {o: n for n in model.graph.node for o in n.output}
+    # every MatMul/Gemm reads dequantized inputs, the attention MatMuls included (unlike the static form)
+    for node in matmuls:
+        assert producer[node.input[0]].op_type == "DequantizeLinear", node.name
+
+
+def test_eval_runs_the_openvino_form_with_openvino_and_gets_the_gates_number(openvino_bundle):
+    artifact = resolve(openvino_bundle, model="model.int8-cpu.onnx")
+    assert artifact.runtime == "openvino" and resolve(openvino_bundle).runtime is None
+    assert create_backend(artifact).name == "openvino"
+    result = invoke(
+        "eval", openvino_bundle, "--model", "model.int8-cpu.onnx", "--data", "synthetic", "--limit", "32"
+    )
+    assert result.exit_code == 0, result.output
+    expected = _manifest(openvino_bundle)["checks"]["int8_cpu_vs_fp32"]["int8_metric"]
+    assert f"acc {expected:.2f} % on 32 images" in result.output, result.output
+
+
+def test_profile_names_the_openvino_backend(openvino_bundle):
+    result = invoke("profile", openvino_bundle, "--batch", "1", "--iterations", "3", "--warmup", "1")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "model.int8-cpu.onnx" in line)
+    assert row.split()[1] == "openvino"
+    fp32 = next(line for line in result.output.splitlines() if ":model.onnx" in line)
+    assert fp32.split()[1] == "onnxruntime"
+
+
+def test_without_openvino_one_line_names_the_extra_and_the_way_around(openvino_bundle, monkeypatch):
+    monkeypatch.setattr(
+        BACKENDS["openvino"],
+        "availability",
+        classmethod(lambda cls: (False, "openvino is not installed (x)")),
+    )
+    artifact = resolve(openvino_bundle, model="model.int8-cpu.onnx")
+    with pytest.raises(BackendError) as caught:
+        create_backend(artifact)
+    message = str(caught.value)
+    assert "\n" not in message and "is made for openvino" in message and "--backend onnxruntime" in message
+    backend = create_backend(artifact, "onnxruntime").load()  # a plain Q/DQ model: ONNX Runtime runs it too
+    assert backend.infer(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, len(artifact.labels))
+    result = CliRunner().invoke(cli, ["eval", str(openvino_bundle), "--model", "model.int8-cpu.onnx",
+                                      "--data", "synthetic", "--limit", "8"])  # fmt: skip
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and "is made for openvino" in lines[0], result.output
+
+
+def test_openvino_form_refused_without_openvino(run_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(ov_backend, "openvino_available", lambda: (False, "openvino is not installed (x)"))
+    config = ExportConfig(
+        run_dir=str(run_dir), target="cpu", out=str(tmp_path / "b"), cpu_int8_form="openvino"
+    )
+    with pytest.raises(
+        ConfigError, match="--cpu-int8-form openvino runs the model with OpenVINO: openvino is not"
+    ):
+        export(config)
+    assert not (tmp_path / "b").exists()
+
+
+def test_runtime_of_follows_the_form():
+    manifest = {"checks": {bundle.CPU_INT8_CHECK: {"chosen": "openvino"}}}
+    assert bundle.runtime_of(manifest, bundle.CPU_INT8_FILE) == "openvino"
+    assert bundle.runtime_of(manifest, "model.onnx") is None
+    for form in ("static", "dynamic"):
+        manifest["checks"][bundle.CPU_INT8_CHECK]["chosen"] = form
+        assert bundle.runtime_of(manifest, bundle.CPU_INT8_FILE) == "onnxruntime"
+    assert bundle.runtime_of({"checks": {}}, bundle.CPU_INT8_FILE) is None
