@@ -1,21 +1,29 @@
-"""CPU INT8 in ONNX Runtime: the bundle's static U8S8 artifact against FP32 and ORT's dynamic quantization.
+"""CPU INT8: the bundle's CPU INT8 forms (ONNX Runtime static U8S8, OpenVINO S8S8) against ORT FP32 and ORT dynamic.
 
 Models: the embedded default's student (sladkit_vit_96_p8, 32 px) and a ViT-S/14-sized student
 (vit_small_patch14_dinov2 at 224 px), random weights with LayerScale 1.0. Forms, all made by sladkit's
 export functions from the same simplified FP32 ONNX:
-  fp32         model.onnx
-  ort-dynamic  `quantize_cpu_dynamic`: ONNX Runtime's `quantize_dynamic` (U8 activations per batch, S8
-               weights, MatMul/Gemm) — what a user gets in one line, and the former CPU artifact
-  int8-cpu     `quantize_cpu`: the bundle's model.int8-cpu.onnx (static U8S8 Q/DQ, per-channel S8 weights,
-               the MatMul/Gemm/Conv that read weights; attention MatMuls float), calibrated on random images here
-  int8-qdq     the TensorRT Q/DQ form (symmetric S8S8) run on ONNX Runtime, for reference (`--with-qdq`)
+  fp32           model.onnx in ONNX Runtime: the reference
+  ort-dynamic    `quantize_cpu_dynamic`: ONNX Runtime's `quantize_dynamic` (U8 activations per batch, S8
+                 weights, MatMul/Gemm) — what a user gets in one line, and the former CPU artifact
+  int8-cpu       `quantize_cpu`: model.int8-cpu.onnx in its static form (U8S8 Q/DQ, per-channel S8 weights,
+                 the MatMul/Gemm/Conv that read weights; attention MatMuls float), calibrated on random images
+                 here, in ONNX Runtime
+  int8-openvino  `quantize_openvino`: model.int8-cpu.onnx in its openvino form (TensorRT's S8S8 placement,
+                 attention included), run by OpenVINO's CPU plugin as `sladkit`'s openvino backend runs it
+                 (static shapes, f32 precision hint); needs `pip install 'sladkit[openvino]'` (in dev)
+  fp32-openvino  model.onnx in OpenVINO (f32): how much of the openvino form's gain is the runtime's
+  int8-qdq       the TensorRT Q/DQ form (symmetric S8S8) run on ONNX Runtime, for reference (`--with-qdq`)
+The CPU artifact on the ViT-S/14 is the form `sladkit export --cpu-int8-form auto` keeps given these speeds
+(`cpu_int8.choose_cpu_form`); the targets are read on it.
 Latency: batch 1 and 8, `--threads` ORT threads, forms interleaved (round robin, one run each), medians
 and p10-p90 over `--repeats` runs. Agreement: top-1 agreement and cosine of the logits with FP32 on 32
 random images. Peaks, in the same run: ORT MatMul (FP32) and MatMulInteger (U8 x S8 -> S32) on 1024^3,
 multiply-accumulates per second (median of 20 interleaved runs); their ratio is what INT8 can gain at most.
 Accuracy on real data (`--real-run RUN`, a run trained on a real dataset, e.g. Fashion-MNIST through
-`benchmarks/real_data.py`'s recipe): `sladkit.export.run(--target cpu)` on it, the gate's FP32 and CPU-INT8
-metric on the val split (the export's own check), and ORT dynamic on the same images for comparison.
+`benchmarks/real_data.py`'s recipe): `sladkit.export.run(--target cpu --cpu-int8-form F)` on it for each
+calibrated form F, the gate's FP32 and CPU-INT8 metric on the whole val split (the export's own check, with
+F's runtime), and ORT dynamic on the same images for comparison.
 Targets (ViT-S/14, batch 1 and 8): int8-cpu >= 1.35x faster than ort-dynamic and >= 3x FP32; accuracy drop
 <= 0.5 points on the real dataset.
 
@@ -41,7 +49,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from sladkit.export.cpu_int8 import quantize_cpu, quantize_cpu_dynamic
+from sladkit.export.cpu_int8 import choose_cpu_form, quantize_cpu, quantize_cpu_dynamic, quantize_openvino
 from sladkit.export.onnx import export_onnx, run_onnx
 from sladkit.export.quantize import Calibration, quantize_qdq, unshare_initializers
 from sladkit.export.simplify import simplify_onnx
@@ -54,9 +62,29 @@ MODELS = {
     "vit-s14-224px": ("vit_small_patch14_dinov2", 224, {"init_values": 1.0}),
 }
 TARGET_VS_DYNAMIC, TARGET_VS_FP32, TARGET_DROP = 1.35, 3.0, 0.5
+#: each form's runtime, and the export form (`--cpu-int8-form`) it is
+OPENVINO_FORMS = ("int8-openvino", "fp32-openvino")
+EXPORT_FORM = {"int8-cpu": "static", "ort-dynamic": "dynamic", "int8-openvino": "openvino"}
 
 
 SPINNING = False  # --spinning: ORT's default, intra-op threads spin after each run (see --help)
+
+
+def form_session(form: str, path: Path, threads: int):
+    """The form's runtime on `path`: OpenVINO as sladkit's openvino backend runs it, else ONNX Runtime."""
+    if form in OPENVINO_FORMS:
+        from sladkit.runtime.backends.openvino import OpenVINOSession
+
+        return OpenVINOSession(path, threads)
+    return session(path, threads)
+
+
+def openvino_version() -> str | None:
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino.__version__.split("-")[0]
 
 
 def session(model, threads: int) -> ort.InferenceSession:
@@ -155,6 +183,14 @@ def model_forms(tmp: Path, label: str, with_qdq: bool, calib_method: str) -> dic
     calib = np.random.default_rng(1).standard_normal((16, 3, size, size)).astype(np.float32)
     calibration = Calibration.run(tmp / "unshared.onnx", calib, calib_method, tmp / "ranges.json")
     quantize_cpu(tmp / "unshared.onnx", forms["int8-cpu"], calibration)
+    if openvino_version():
+        forms["int8-openvino"] = tmp / "int8-openvino.onnx"
+        quantize_openvino(tmp / "unshared.onnx", forms["int8-openvino"], calibration)
+        forms["fp32-openvino"] = forms["fp32"]
+    else:
+        print(
+            "openvino is not installed: its forms are left out (pip install 'sladkit[openvino]')", flush=True
+        )
     if with_qdq:
         forms["int8-qdq"] = tmp / "int8-qdq.onnx"
         quantize_qdq(tmp / "unshared.onnx", forms["int8-qdq"], calibration)
@@ -164,7 +200,7 @@ def model_forms(tmp: Path, label: str, with_qdq: bool, calib_method: str) -> dic
 def latency_rows(label: str, forms: dict[str, Path], args) -> list[dict]:
     size = MODELS[label][1]
     rng = np.random.default_rng(0)
-    sessions = {form: session(path, args.threads) for form, path in forms.items()}
+    sessions = {form: form_session(form, path, args.threads) for form, path in forms.items()}
     check = rng.standard_normal((32, 3, size, size)).astype(np.float32)
     outputs = {form: run_onnx(s, check, batch=8) for form, s in sessions.items()}
     reference = outputs["fp32"]
@@ -204,7 +240,8 @@ def latency_rows(label: str, forms: dict[str, Path], args) -> list[dict]:
 
 
 def real_accuracy(run_dir: Path, tmp: Path, threads: int) -> dict:
-    """Export `run_dir` for the CPU target and read the gate's numbers; ORT dynamic on the same images."""
+    """Export `run_dir` for the CPU target in each calibrated form and read the gate's numbers; ORT dynamic on
+    the same images."""
     from sladkit.bundle import ACCURACY_BATCH
     from sladkit.config import ExportConfig
     from sladkit.export import run
@@ -212,11 +249,24 @@ def real_accuracy(run_dir: Path, tmp: Path, threads: int) -> dict:
     from sladkit.metrics import task_metric
     from sladkit.models.run_model import load_run_model
 
-    out = tmp / "bundle"
-    started = time.perf_counter()
-    result = run(ExportConfig(run_dir=str(run_dir), target="cpu", out=str(out), eval_images=100_000))
-    seconds = time.perf_counter() - started
-    check = result.manifest["checks"]["int8_cpu_vs_fp32"]
+    per_form = {}
+    for form in ("static", "openvino") if openvino_version() else ("static",):
+        out = tmp / f"bundle-{form}"
+        started = time.perf_counter()
+        config = ExportConfig(
+            run_dir=str(run_dir), target="cpu", out=str(out), eval_images=100_000, cpu_int8_form=form
+        )
+        result = run(config)
+        check = result.manifest["checks"]["int8_cpu_vs_fp32"]
+        per_form[form] = {
+            "runtime": check["runtime"],
+            "int8_cpu_metric": check["int8_metric"],
+            "drop_points": check["drop_points"],
+            "drop_ci95": check["drop_ci95"],
+            "top1_agreement": check["top1_agreement"],
+            "float_blocks": check["float_blocks"],
+            "export_seconds": round(time.perf_counter() - started, 1),
+        }
     _, run_config = load_run_model(run_dir)
     images, targets = validation_arrays(run_config, 100_000)
     quantize_cpu_dynamic(out / "model.onnx", tmp / "dynamic.onnx")
@@ -229,14 +279,10 @@ def real_accuracy(run_dir: Path, tmp: Path, threads: int) -> dict:
         "images": len(images),
         "calibration": result.manifest["calibration"],
         "fp32_metric": check["fp32_metric"],
-        "int8_cpu_metric": check["int8_metric"],
-        "drop_points": check["drop_points"],
-        "drop_ci95": check["drop_ci95"],
-        "top1_agreement": check["top1_agreement"],
-        "float_blocks": check["float_blocks"],
+        "forms": per_form,
         "ort_dynamic_metric": round(dynamic_metric, 4),
+        "ort_dynamic_drop_points": round(check["fp32_metric"] - dynamic_metric, 4),
         "ort_dynamic_agreement": round(100.0 * float(np.mean(dynamic == fp32)), 2),
-        "export_seconds": round(seconds, 1),
     }
 
 
@@ -288,13 +334,15 @@ def main() -> None:
         "threads": args.threads,
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
+        "openvino": openvino_version(),
         "torch": torch.__version__,
         "uptime_start": start,
         "uptime_end": uptime(),
         "loadavg_start": load_start,
         "loadavg_end": _common.load_average(),
     }
-    targets = _targets(rows, real)
+    artifact = artifact_form(rows)
+    targets = _targets(rows, real, artifact)
     args.results.mkdir(parents=True, exist_ok=True)
     data = {
         "machine": machine,
@@ -303,6 +351,7 @@ def main() -> None:
         "peaks": [peak, peak_end],
         "rows": rows,
         "real": real,
+        "artifact_form": artifact,
         "targets": targets,
     }
     (args.results / "cpu_int8.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -310,10 +359,23 @@ def main() -> None:
     print(_markdown(data))
 
 
-def _targets(rows: list[dict], real: dict | None) -> list[dict]:
+def artifact_form(rows: list[dict], model: str = "vit-s14-224px") -> str | None:
+    """The benchmark form (e.g. int8-openvino) that `--cpu-int8-form auto` keeps given `model`'s measured
+    speed-ups (every form taken to pass the gate), or None when `model` was not run."""
+    speed = {}
+    for r in rows:
+        if r["model"] == model and r["form"] in EXPORT_FORM:
+            speed.setdefault(EXPORT_FORM[r["form"]], {})[str(r["batch"])] = r["speedup_vs_fp32"]
+    if not speed:
+        return None
+    chosen = choose_cpu_form(speed, list(speed))
+    return next(form for form, export_form in EXPORT_FORM.items() if export_form == chosen)
+
+
+def _targets(rows: list[dict], real: dict | None, artifact: str | None) -> list[dict]:
     out = []
     for r in rows:
-        if r["model"] != "vit-s14-224px" or r["form"] != "int8-cpu":
+        if r["model"] != "vit-s14-224px" or r["form"] != artifact:
             continue
         for key, goal, what in (
             ("speedup_vs_dynamic", TARGET_VS_DYNAMIC, "ORT dynamic"),
@@ -321,17 +383,19 @@ def _targets(rows: list[dict], real: dict | None) -> list[dict]:
         ):
             out.append(
                 {
-                    "target": f"ViT-S/14 batch {r['batch']}: int8-cpu >= {goal}x {what}",
+                    "target": f"ViT-S/14 batch {r['batch']}: the CPU artifact ({artifact}) >= {goal}x {what}",
                     "measured": f"{r[key]:.2f}x",
                     "met": r[key] >= goal,
                 }
             )
-    if real:
+    form = real and real["forms"].get(EXPORT_FORM.get(artifact or "", ""))
+    if form:
         out.append(
             {
-                "target": f"accuracy drop <= {TARGET_DROP} points on {Path(real['data'].get('source', '?')).name}",
-                "measured": f"{real['drop_points']:.2f} points (95 % CI {real['drop_ci95']})",
-                "met": real["drop_points"] <= TARGET_DROP,
+                "target": f"accuracy drop <= {TARGET_DROP} points on {Path(real['data'].get('source', '?')).name} "
+                f"({artifact}, {form['runtime']})",
+                "measured": f"{form['drop_points']:.2f} points (95 % CI {form['drop_ci95']})",
+                "met": form["drop_points"] <= TARGET_DROP,
             }
         )
     return out
@@ -340,11 +404,12 @@ def _targets(rows: list[dict], real: dict | None) -> list[dict]:
 def _markdown(data: dict) -> str:
     m = data["machine"]
     lines = [
-        "# CPU INT8 in ONNX Runtime: the bundle's static U8S8 artifact against FP32 and ORT dynamic",
+        "# CPU INT8: the bundle's CPU INT8 forms (ORT static U8S8, OpenVINO S8S8) against ORT FP32 and ORT dynamic",
         "",
         *([_common.SMOKE_NOTE, ""] if data.get("args", {}).get("smoke") else []),
         f"Machine: {m['processor']}, {m['cores']} cores (VNNI: {m['vnni']}), {m['threads']} ORT threads; "
-        f"onnxruntime {m['onnxruntime']}, torch {m['torch']}. Command: `{data['command']}`.",
+        f"onnxruntime {m['onnxruntime']}, openvino {m.get('openvino') or 'not installed'} (f32 precision hint, "
+        f"{m['threads']} threads), torch {m['torch']}. Command: `{data['command']}`.",
         f"`uptime` at start: `{m['uptime_start']}`; at end: `{m['uptime_end']}` (the load of each row is in "
         "cpu_int8.json; above 2, other jobs shared the 2 cores: read the ratios, not the absolute times).",
         "",
@@ -380,18 +445,33 @@ def _markdown(data: dict) -> str:
             f"| {r['speedup_vs_fp32']:.2f}x | {r['speedup_vs_dynamic']:.2f}x | {r['top1_agreement_vs_fp32']:.0f} % "
             f"| {r['cosine_vs_fp32']:.4f} | {r['size_mb']} |"
         )
+    if data.get("artifact_form"):
+        lines += [
+            "",
+            f"The CPU artifact on the ViT-S/14: **{data['artifact_form']}** (the form `--cpu-int8-form auto` keeps "
+            "given these speed-ups, `cpu_int8.choose_cpu_form`).",
+        ]
     real = data["real"]
     if real:
         lines += [
             "",
             f"## Accuracy on real data ({real['images']} val images of `{real['data'].get('source', '?')}`)",
             "",
-            f"`sladkit export --target cpu` (calibration: {real['calibration']}): FP32 {real['fp32_metric']:.2f} %, "
-            f"CPU INT8 {real['int8_cpu_metric']:.2f} % (drop {real['drop_points']:.2f} points, 95 % CI "
-            f"{real['drop_ci95']}; agreement {real['top1_agreement']:.1f} %; blocks kept float: "
-            f"{real['float_blocks'] or 'none'}). ORT dynamic on the same images: {real['ort_dynamic_metric']:.2f} % "
-            f"(agreement {real['ort_dynamic_agreement']:.1f} %).",
+            f"`sladkit export --target cpu --cpu-int8-form F` (calibration: {real['calibration']}), the gate's "
+            f"numbers; FP32 {real['fp32_metric']:.2f} %.",
+            "",
+            "| form | runtime | INT8 % | drop, points (95 % CI) | agreement with FP32 | blocks kept float |",
+            "|---|---|---|---|---|---|",
         ]
+        for form, f in real["forms"].items():
+            lines.append(
+                f"| {form} | {f['runtime']} | {f['int8_cpu_metric']:.2f} | {f['drop_points']:.2f} "
+                f"({f['drop_ci95']}) | {f['top1_agreement']:.1f} % | {f['float_blocks'] or 'none'} |"
+            )
+        lines.append(
+            f"| dynamic (ORT `quantize_dynamic`) | onnxruntime | {real['ort_dynamic_metric']:.2f} | "
+            f"{real['ort_dynamic_drop_points']:.2f} | {real['ort_dynamic_agreement']:.1f} % | none |"
+        )
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for t in data["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")

@@ -11,7 +11,7 @@ segmentation) is exported with sladkit's public API (`sladkit.export.run(ExportC
   and each `--quantizers` entry: sladkit's own quantizer and/or NVIDIA ModelOpt (`--quantizer modelopt`;
   run the script with `.venv/modelopt/bin/python`, which `make test-modelopt` builds);
 - `--target cpu --precision int8` (the CPU artifact in the form `--cpu-int8-form auto` keeps on this machine,
-  static U8S8 calibrated the same way or ONNX Runtime's dynamic form; the row names it).
+  static U8S8 calibrated the same way, ONNX Runtime's dynamic form, or the openvino form; the row names it).
 
 `--random-models vit-s14-224px`: both quantizers on a model no training run holds, a ViT-S/14 at 224 px
 (vit_small_patch14_dinov2, random weights with LayerScale 1.0, 100 classes: diffuse attention, where a

@@ -72,13 +72,17 @@ def test_smoke(name, tmp_path):
     assert "Smoke run" in markdown and "Command:" in markdown and "{SHARED_NOTE}" not in markdown
     if name == "methods":
         check_methods_statistics(report, markdown)
+    if name == "cpu_int8":  # the openvino form is timed (openvino is in dev) with its FP32 reference
+        forms = {r["form"] for r in rows}
+        assert {"fp32", "ort-dynamic", "int8-cpu", "int8-openvino", "fp32-openvino"} <= forms
+        assert report["machine"]["openvino"] and "artifact_form" in report
     if name == "runtime_overhead":
         assert all(report["result"][k] > 0 for k in ("bare_loop_ms", "preprocess_ms", "inference_b1_ms"))
     if name == "quantization":
         # the CPU row names the form auto kept; only the static form dequantizes (DequantizeLinear feeds)
         (cpu,) = [r for r in rows if r["artifact"].startswith("cpu-int8")]
-        assert cpu["artifact"] == f"cpu-int8 ({cpu['form']})" and cpu["form"] in ("static", "dynamic")
-        assert bool(cpu["dq_feeds"]) == (cpu["form"] == "static")
+        assert cpu["artifact"] == f"cpu-int8 ({cpu['form']})" and cpu["form"] in ("static", "dynamic", "openvino")
+        assert bool(cpu["dq_feeds"]) == (cpu["form"] in ("static", "openvino"))
         # the random-weight comparison: sladkit's Q/DQ model is one TensorRT takes
         (row,) = report["random_model_rows"]
         assert row["tensorrt_problems"] == 0 and 0 < row["softmax_amax"][0] <= row["softmax_amax"][1] <= 1
