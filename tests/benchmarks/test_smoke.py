@@ -81,7 +81,11 @@ def test_smoke(name, tmp_path):
     if name == "quantization":
         # the CPU row names the form auto kept; only the static form dequantizes (DequantizeLinear feeds)
         (cpu,) = [r for r in rows if r["artifact"].startswith("cpu-int8")]
-        assert cpu["artifact"] == f"cpu-int8 ({cpu['form']})" and cpu["form"] in ("static", "dynamic", "openvino")
+        assert cpu["artifact"] == f"cpu-int8 ({cpu['form']})" and cpu["form"] in (
+            "static",
+            "dynamic",
+            "openvino",
+        )
         assert bool(cpu["dq_feeds"]) == (cpu["form"] in ("static", "openvino"))
         # the random-weight comparison: sladkit's Q/DQ model is one TensorRT takes
         (row,) = report["random_model_rows"]
