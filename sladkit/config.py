@@ -432,7 +432,10 @@ class ProfileConfig:
     backend: str | None = _opt(None, "Backend to use (see --list-backends).")
     data: str | None = _opt(None, "Labelled image folder (or 'synthetic') for accuracy.")
     eval_images: int = _opt(500, "At most this many images for accuracy.", range=AT_LEAST_1)
-    layers: bool = _opt(False, "Per-layer times (ONNX Runtime's profiler, TensorRT's IProfiler).")
+    layers: bool = _opt(
+        False,
+        "Per-layer times (ONNX Runtime's profiler, OpenVINO's performance counters, TensorRT's IProfiler).",
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)

@@ -79,6 +79,9 @@ def test_openvino_form_is_s8_qdq_without_bias_dequantization(openvino_bundle):
     # every MatMul/Gemm reads dequantized inputs, the attention MatMuls included (unlike the static form)
     for node in matmuls:
         assert producer[node.input[0]].op_type == "DequantizeLinear", node.name
+    (conv,) = [n for n in model.graph.node if n.op_type == "Conv"]  # the patch embedding stays float
+    assert conv.input[0] not in producer or producer[conv.input[0]].op_type != "DequantizeLinear"
+    assert conv.input[1] in init
 
 
 def test_eval_runs_the_openvino_form_with_openvino_and_gets_the_gates_number(openvino_bundle):
@@ -141,3 +144,13 @@ def test_runtime_of_follows_the_form():
         manifest["checks"][bundle.CPU_INT8_CHECK]["chosen"] = form
         assert bundle.runtime_of(manifest, bundle.CPU_INT8_FILE) == "onnxruntime"
     assert bundle.runtime_of({"checks": {}}, bundle.CPU_INT8_FILE) is None
+
+
+def test_layer_profile_reads_openvinos_counters(openvino_bundle):
+    """`profile --layers` on the openvino form: OpenVINO's executed (fused) nodes, slowest first."""
+    artifact = resolve(openvino_bundle, model="model.int8-cpu.onnx")
+    backend = create_backend(artifact).load()
+    layers = backend.layer_profile(np.zeros((2, 3, 32, 32), np.float32), iterations=3)
+    assert layers and layers == sorted(layers, key=lambda r: -r["mean_ms"])
+    assert abs(sum(r["share"] for r in layers) - 1.0) < 1e-2 and all(r["op"] for r in layers)
+    assert any(r["block"] for r in layers)  # some fused nodes keep the name of an ONNX node of a block

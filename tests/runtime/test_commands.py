@@ -165,5 +165,5 @@ def test_layers_need_a_backend_that_reports_them(run_dir):
     result = invoke("profile", run_dir, "--batch", "1", "--warmup", "1", "--iterations", "2", "--layers")
     assert (
         result.exit_code == 1
-        and "per-layer profiles need the onnxruntime or tensorrt backend" in result.output
+        and "per-layer profiles need the onnxruntime, openvino or tensorrt backend" in result.output
     )

@@ -84,7 +84,9 @@ class Backend(ABC):
 
     def layer_profile(self, batch: np.ndarray, iterations: int = 20) -> list[dict]:
         """Per-layer times: [{"layer", "op", "mean_ms", "share"}], slowest first."""
-        raise BackendError(f"per-layer profiles need the onnxruntime or tensorrt backend, not {self.name}")
+        raise BackendError(
+            f"per-layer profiles need the onnxruntime, openvino or tensorrt backend, not {self.name}"
+        )
 
     def close(self) -> None:
         self.loaded = False

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sladkit.runtime.artifacts import INPUT, OUTPUT
-from sladkit.runtime.backends.base import Backend, BackendError
+from sladkit.runtime.backends.base import Backend, BackendError, layer_times, summarise_layers
 
 INSTALL = "pip install 'sladkit[openvino]'"
 #: compiled models kept per session (one per batch size seen); the oldest goes when a new one is needed
@@ -65,14 +65,18 @@ class OpenVINOSession:
         self.input = self.model.inputs[0].get_any_name()
         self.compiled: dict[tuple, object] = {}
 
+    def compile(self, shape: tuple[int, ...], **extra: str):
+        """An infer request of the model compiled for input `shape` (`extra`: more plugin options)."""
+        model = self.model.clone()
+        model.reshape({self.input: list(shape)})
+        return self.core.compile_model(model, "CPU", {**self.config, **extra}).create_infer_request()
+
     def request(self, shape: tuple[int, ...]):
         """The infer request of the model compiled for input `shape` (compiled on first use)."""
         if shape not in self.compiled:
             if len(self.compiled) >= MAX_SHAPES:
                 self.compiled.pop(next(iter(self.compiled)))
-            model = self.model.clone()
-            model.reshape({self.input: list(shape)})
-            self.compiled[shape] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            self.compiled[shape] = self.compile(shape)
         return self.compiled[shape]
 
     def run(self, output_names, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -110,9 +114,46 @@ class OpenVINOBackend(Backend):
                 self.artifact.manifest, self.artifact.model_file, labels=None, inputs=inputs, outputs=outputs
             )
 
+    def layer_profile(self, batch: np.ndarray, iterations: int = 20) -> list[dict]:
+        """OpenVINO's performance counters (`PERF_COUNT`), on a separate compiled model so the timed one is
+        untouched. Its layers are OpenVINO's fused nodes, named after one ONNX node each (of the ViT block
+        that node belongs to, where the name is one of the file's)."""
+        import openvino as ov
+
+        from sladkit.runtime.backends.onnxruntime import _node_blocks
+
+        self.check_input(batch)
+        request = self.session.compile(tuple(batch.shape), PERF_COUNT="YES")
+        data = {self.session.input: np.ascontiguousarray(batch)}
+        request.infer(data)  # warm-up, not counted
+        times, ops = layer_times()
+        for _ in range(iterations):
+            request.infer(data)
+            for info in request.profiling_info:
+                if info.status == ov.ProfilingInfo.Status.EXECUTED:
+                    times[info.node_name].append(info.real_time.total_seconds() * 1e3)
+                    ops[info.node_name] = info.node_type
+        rows = summarise_layers(times, ops, iterations)
+        blocks = _node_blocks(self.artifact.model_file)
+        for row in rows:
+            where = _onnx_node(row["layer"], blocks)
+            row["block"], row["role"] = (where.block, where.role) if where else (None, None)
+        return rows
+
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: batch})[0]
 
     def close(self) -> None:
         self.session = None
         super().close()
+
+
+def _onnx_node(name: str, blocks: dict):
+    """The ONNX node an OpenVINO layer is named after: OpenVINO appends its own parts to the name of the node it
+    fused into (`Gemm_2/WithoutBiases/DequantizationMultiply`, `/patch_embed/proj/Conv/WithoutBiases`)."""
+    parts = name.split("/")
+    for end in range(len(parts), 0, -1):
+        where = blocks.get("/".join(parts[:end]))
+        if where:
+            return where
+    return None
