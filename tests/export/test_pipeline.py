@@ -269,8 +269,8 @@ def test_the_gate_refuses_int8_that_keeps_the_metric_but_not_the_predictions(run
 
     real = quantize.predictions
 
-    def other_model(path, images):  # every INT8 prediction moved to the next class
-        predicted = real(path, images)
+    def other_model(path, images, *session):  # every INT8 prediction moved to the next class
+        predicted = real(path, images, *session)
         return (predicted + 1) % 15 if "int8" in Path(path).name else predicted
 
     monkeypatch.setattr(quantize, "predictions", other_model)
