@@ -20,16 +20,16 @@ run by the runtime it is made for (`bundle.CPU_INT8_RUNTIME`):
   model.int8.onnx (symmetric S8 activations on the inputs of every MatMul/Gemm, the attention MatMuls
   included, per-channel S8 weights, float biases; the patch-embedding Conv float), run by OpenVINO's CPU plugin
   (`sladkit.runtime.backends.openvino`), which fuses it into integer kernels far beyond ONNX Runtime's: on a
-  ViT-S/14 at 224 px 1.4-2.2x ORT dynamic (`benchmarks/results/cpu_int8.md`). The static U8 placement and
-  the attention left float were both slower there (`cpu_int8_forms.md`, "OpenVINO"). Still a plain Q/DQ
-  model: ONNX Runtime runs it too (`--backend onnxruntime`), slower.
+  ViT-S/14 at 224 px 1.4-1.5x ORT dynamic and 2.7-3.3x ORT FP32 (`benchmarks/results/cpu_int8.md`). The
+  static U8 placement and the attention left float were both slower there (`cpu_int8_forms.md`, "OpenVINO").
+  Still a plain Q/DQ model: ONNX Runtime runs it too (`--backend onnxruntime`), slower.
 - auto (the default, `build_cpu_int8`): build every form whose runtime is installed, gate each, time each form
   that passed against FP32 (ONNX Runtime) on the exporting machine with its own runtime, and keep the
-  fastest — as TensorRT's builder times its tactics on the GPU that builds the engine instead of predicting
-  them. No form wins everywhere (`benchmarks/results/cpu_int8.md`, quiet machine): in ONNX Runtime static and
+  fastest of those faster than FP32 at every timed batch (`choose_cpu_form`) — as TensorRT's builder times its
+  tactics on the GPU that builds the engine instead of predicting them. No form wins everywhere (`benchmarks/results/cpu_int8.md`, quiet machine): in ONNX Runtime static and
   dynamic are level on a ViT-S/14 (the same VNNI integer GEMMs), while on the tiny 32 px student, whose time
-  is mostly per-node overhead, dynamic is often faster. Within `STATIC_PREFERENCE` the static form is kept,
-  for its batch-independent output.
+  is mostly per-node overhead, dynamic is often faster, and the openvino form is slower than FP32 at batch 1.
+  Within `STATIC_PREFERENCE` the static form is kept, for its batch-independent output.
 
 Why U8S8: on x86-64 ONNX Runtime's integer GEMMs take U8 activations and S8 weights (its QDQ default S8S8
 runs slower than FP32 there, `docs/deploy-facts.md`); on ARM64 we expect U8S8 and S8S8 to be exact (UDOT/SDOT
