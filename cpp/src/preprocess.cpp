@@ -146,7 +146,8 @@ std::vector<float> normalize(const Image& crop, const Preprocessing& p) {
   std::vector<float> out(plane * 3);
   for (std::size_t i = 0; i < plane; ++i)
     for (int ch = 0; ch < 3; ++ch)
-      out[ch * plane + i] = (float(crop.pixels[i * 3 + ch]) / 255.0f - p.mean[ch]) / p.std[ch];
+      // x * float(1/255), as torchvision's ToDtype(scale=True) and sladkit.data.transforms.normalize_eval
+      out[ch * plane + i] = (float(crop.pixels[i * 3 + ch]) * (1.0f / 255.0f) - p.mean[ch]) / p.std[ch];
   return out;
 }
 

@@ -105,7 +105,9 @@ def test_numpy_reference_matches_torch_eval(size, interpolation):
     expected, _ = create_transforms(cfg, train=False, task="cls")(pixels)
     reference = preprocess_eval(cfg, pixels)
     assert reference.shape == (3, 24, 24) and reference.dtype == np.float32
-    np.testing.assert_allclose(reference, expected.numpy(), atol=1e-5)
+    # bit for bit: a last-bit difference changes predictions of a dynamically quantized model, and export's
+    # gate (torch pipeline) and eval/profile (this reference) must report one number
+    np.testing.assert_array_equal(reference, expected.numpy())
 
 
 def test_eval_preprocessing_needs_no_torch(cfg32):
