@@ -154,3 +154,21 @@ def test_layer_profile_reads_openvinos_counters(openvino_bundle):
     assert layers and layers == sorted(layers, key=lambda r: -r["mean_ms"])
     assert abs(sum(r["share"] for r in layers) - 1.0) < 1e-2 and all(r["op"] for r in layers)
     assert any(r["block"] for r in layers)  # some fused nodes keep the name of an ONNX node of a block
+
+
+def test_profile_skips_the_openvino_form_without_openvino_in_one_line(openvino_bundle, monkeypatch):
+    monkeypatch.setattr(
+        BACKENDS["openvino"],
+        "availability",
+        classmethod(lambda cls: (False, "openvino is not installed (x)")),
+    )
+    result = CliRunner().invoke(
+        cli, ["profile", str(openvino_bundle), "--batch", "1", "--iterations", "2", "--warmup", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"skipping {openvino_bundle / 'model.int8-cpu.onnx'}: it is made for the openvino backend, unavailable "
+        "here (openvino is not installed (x)); --backend onnxruntime runs it" in result.output
+    )
+    rows = [line for line in result.output.splitlines() if line.startswith(f"{openvino_bundle.name}:")]
+    assert rows and all(line.startswith(f"{openvino_bundle.name}:model.onnx ") for line in rows)

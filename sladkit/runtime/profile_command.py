@@ -29,13 +29,15 @@ def list_backends_text() -> str:
     return "\n".join(lines)
 
 
-def expand(paths: list[str]) -> list[tuple[str, str | None]]:
+def expand(paths: list[str], backend: str | None = None) -> list[tuple[str, str | None]]:
     """(path, model file) pairs: a bundle folder stands for each of its models.
 
-    A bundle's engines (listed in its manifest or built beside it by build_engine.sh) that cannot run here
-    are skipped with one line on stderr saying why; every other problem with them is an error when loaded.
+    A bundle's engines (listed in its manifest or built beside it by build_engine.sh) that cannot run here,
+    and, unless `backend` names one, its models made for a backend that is missing here (the CPU INT8 model's
+    openvino form without OpenVINO), are skipped with one line on stderr saying why; every other problem with
+    them is an error when loaded.
     """
-    from sladkit.bundle import verify_bundle
+    from sladkit.bundle import runtime_of, verify_bundle
 
     items = []
     for path in paths:
@@ -44,7 +46,17 @@ def expand(paths: list[str]) -> list[tuple[str, str | None]]:
             items.append((path, None))
             continue
         manifest = verify_bundle(p)
-        items += [(path, a["file"]) for a in manifest["artifacts"] if a["file"].endswith(".onnx")]
+        for name in [a["file"] for a in manifest["artifacts"] if a["file"].endswith(".onnx")]:
+            runtime = runtime_of(manifest, name)  # e.g. the CPU INT8 model's openvino form
+            ok, why = BACKENDS[runtime].availability() if runtime in BACKENDS else (True, "")
+            if ok or backend is not None:
+                items.append((path, name))
+            else:
+                click.echo(
+                    f"skipping {p / name}: it is made for the {runtime} backend, unavailable here ({why}); "
+                    "--backend onnxruntime runs it",
+                    err=True,
+                )
         engines_ok, why = BACKENDS["tensorrt"].availability()
         for name in bundle_engines(p, manifest):
             if engines_ok:
@@ -87,7 +99,7 @@ def run_profile(
     machine = machine_info()  # before anything runs: the load average is the machine's, not ours
     rows, samples, layer_reports = [], [], []
     first_batch = config.batches[0]
-    for path, model_file in expand(paths):
+    for path, model_file in expand(paths, config.backend):
         artifact = resolve(path, model=model_file)
         backend = create_backend(artifact, config.backend, threads=config.threads)
         if config.data:  # a bad --data fails now, not after the timed runs
