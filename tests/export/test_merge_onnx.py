@@ -97,3 +97,32 @@ def test_baked_preprocessing_takes_uint8_frames(models, images, tmp_path):
     normalised = ((frames / 255.0 - np.array(mean)) / np.array(std)).transpose(0, 3, 1, 2).astype(np.float32)
     expected = run_onnx(onnxruntime_session(float_path), normalised)
     assert np.abs(run_onnx(onnxruntime_session(baked_path), frames) - expected).max() < 1e-4
+
+
+def test_baked_preprocessing_is_the_runtimes_bit_for_bit(tmp_path):
+    """The in-graph normalisation gives exactly `normalize_eval`'s input (and so torchvision's): a last-bit
+    difference moves predictions of a dynamically quantized model between export's gate and `eval`."""
+    from onnx import TensorProto, helper
+
+    from sladkit.data.transforms import normalize_eval, transform_config
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    identity = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Identity", ["images"], ["logits"])],
+            "identity",
+            [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 16, 16])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    identity.ir_version = 8
+    float_path, baked_path = tmp_path / "identity.onnx", tmp_path / "baked.onnx"
+    float_path.write_bytes(identity.SerializeToString())
+    bake_preprocess(float_path, baked_path, mean=mean, std=std)
+    frames = np.random.default_rng(0).integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8)
+    frames[1] = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)  # every value in every channel
+    cfg = transform_config(image_size=16, mean=mean, std=std)
+    expected = np.stack([normalize_eval(cfg, f) for f in frames])
+    got = onnxruntime_session(baked_path).run(["logits"], {"images": frames})[0]
+    np.testing.assert_array_equal(got, expected)
