@@ -34,6 +34,25 @@ def layer_times() -> tuple[defaultdict, dict]:
     return defaultdict(list), {}
 
 
+def add_blocks(rows: list[dict], model_file, onnx_node=None) -> list[dict]:
+    """Give each per-layer row the ViT block and role (`sladkit.onnx_blocks`) of the ONNX node it is, None for
+    both where it is none of the file's (a runtime's own fused node) or the onnx package is absent (a device).
+
+    Args:
+        onnx_node: `onnx_node(layer, blocks)` -> the `blocks` entry of the layer's node (default: its name's).
+    """
+    try:
+        from sladkit.onnx_blocks import node_blocks
+
+        blocks = node_blocks(model_file)
+    except ImportError:
+        blocks = {}
+    for row in rows:
+        where = onnx_node(row["layer"], blocks) if onnx_node else blocks.get(row["layer"])
+        row["block"], row["role"] = (where.block, where.role) if where else (None, None)
+    return rows
+
+
 class Backend(ABC):
     """Runs one artifact. Subclasses set `name`, `artifact_kinds` and implement `_load`, `_infer`."""
 

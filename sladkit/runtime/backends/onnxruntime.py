@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sladkit.runtime.artifacts import INPUT, OUTPUT
-from sladkit.runtime.backends.base import Backend, BackendError, layer_times, summarise_layers
+from sladkit.runtime.backends.base import Backend, BackendError, add_blocks, layer_times, summarise_layers
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -109,12 +109,8 @@ class OnnxRuntimeBackend(Backend):
                 name = e["name"].removesuffix("_kernel_time")
                 times[name].append(e["dur"] / 1e3)
                 ops[name] = e.get("args", {}).get("op_name", "")
-        rows = summarise_layers(times, ops, iterations)
-        blocks = _node_blocks(self.artifact.model_file)
-        for row in rows:  # ONNX Runtime's own fused nodes are not in the file: no block for them
-            where = blocks.get(row["layer"])
-            row["block"], row["role"] = (where.block, where.role) if where else (None, None)
-        return rows
+        # ONNX Runtime's own fused nodes are not in the file: no block for them
+        return add_blocks(summarise_layers(times, ops, iterations), self.artifact.model_file)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: batch})[0]
@@ -122,13 +118,3 @@ class OnnxRuntimeBackend(Backend):
     def close(self) -> None:
         self.session = None
         super().close()
-
-
-def _node_blocks(model_file: Path) -> dict:
-    """`sladkit.onnx_blocks.node_blocks` of the model, or {} where the onnx package is absent (a device)."""
-    try:
-        from sladkit.onnx_blocks import node_blocks
-
-        return node_blocks(model_file)
-    except ImportError:
-        return {}

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sladkit.runtime.artifacts import INPUT, OUTPUT
-from sladkit.runtime.backends.base import Backend, BackendError, layer_times, summarise_layers
+from sladkit.runtime.backends.base import Backend, BackendError, add_blocks, layer_times, summarise_layers
 
 INSTALL = "pip install 'sladkit[openvino]'"
 #: compiled models kept per session (one per batch size seen); the oldest goes when a new one is needed
@@ -120,8 +120,6 @@ class OpenVINOBackend(Backend):
         that node belongs to, where the name is one of the file's)."""
         import openvino as ov
 
-        from sladkit.runtime.backends.onnxruntime import _node_blocks
-
         self.check_input(batch)
         request = self.session.compile(tuple(batch.shape), PERF_COUNT="YES")
         data = {self.session.input: np.ascontiguousarray(batch)}
@@ -133,12 +131,7 @@ class OpenVINOBackend(Backend):
                 if info.status == ov.ProfilingInfo.Status.EXECUTED:
                     times[info.node_name].append(info.real_time.total_seconds() * 1e3)
                     ops[info.node_name] = info.node_type
-        rows = summarise_layers(times, ops, iterations)
-        blocks = _node_blocks(self.artifact.model_file)
-        for row in rows:
-            where = _onnx_node(row["layer"], blocks)
-            row["block"], row["role"] = (where.block, where.role) if where else (None, None)
-        return rows
+        return add_blocks(summarise_layers(times, ops, iterations), self.artifact.model_file, _onnx_node)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: batch})[0]
