@@ -190,6 +190,9 @@ def estimate_seconds(job: dict) -> float:
     method = c["method"]
     if method in ("slad", "joint-lora"):
         per_epoch, stages = 2 * (t + s), 1
+    elif method == "slad-lp":  # a head probe (teacher forwards) of probe_epochs, then the joint stage
+        probe = c.get("probe_epochs", 1) * n_train * t / epochs
+        per_epoch, stages = 2 * (t + s) + probe / n_train, 2
     elif method == "student-only":
         per_epoch, stages = 2 * s, 1
     else:

@@ -162,13 +162,14 @@ def tta_ratios(rows: list[dict]) -> dict:
     return out
 
 
-def compare(rows: list[dict], other_rows: list[dict], other_file) -> dict:
-    """This run's SLAD against every method of an earlier methods.json (`--compare-with`; its `other_rows`),
-    per task: the paired student difference per seed and the per-seed ratio of total wall times."""
+def compare(rows: list[dict], other_rows: list[dict], other_file, method: str = "slad") -> dict:
+    """This run's `method` (SLAD, or a variant such as slad-lp: `--compare-method`) against every method of an
+    earlier methods.json (`--compare-with`; its `other_rows`), per task: the paired student difference per
+    seed and the per-seed ratio of total wall times."""
     other = _by_task(other_rows)
-    out = {"file": str(other_file), "tasks": {}}
+    out = {"file": str(other_file), "method": method, "tasks": {}}
     for task, methods in _by_task(rows).items():
-        slad = methods.get("slad")
+        slad = methods.get(method)
         if slad is None or task not in other:
             continue
         out["tasks"][task] = {}
@@ -432,7 +433,7 @@ def markdown(report: dict) -> list[str]:
     compared = report.get("compared")
     if compared:
         lines += [
-            f"## This run's SLAD against `{compared['file']}`, paired per seed",
+            f"## This run's {compared.get('method', 'slad')} against `{compared['file']}`, paired per seed",
             "",
             f"SLAD here ({a['epochs']} epochs) − each method there, student, points, mean [95 % CI] over the seeds "
             "both have (the same task, seed, data and initialisation); wall: this SLAD's total wall time / "

@@ -158,6 +158,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="an earlier methods.json run on the same tasks and seeds: this run's SLAD is paired per task and "
         "seed with each of its methods (e.g. SLAD at more --epochs against the file's two-stage pipelines)",
     )
+    p.add_argument(
+        "--compare-method",
+        default="slad",
+        help="the method of this run that --compare-with pairs with the earlier file's (e.g. slad-lp)",
+    )
     p.add_argument("--plan-only", action="store_true", help="print the runs and the estimate, train nothing")
     p.add_argument("--reduced", default=None, help="label the results as reduced, with this reason")
     p.add_argument(
@@ -329,7 +334,9 @@ def main(argv=None) -> dict:
         "paired": pairs,
         "tta_ratios": ratios,
         "ablation_paired": report_.ablation_paired(rows),
-        "compared": None if earlier is None else report_.compare(rows, earlier["rows"], args.compare_with),
+        "compared": None
+        if earlier is None
+        else report_.compare(rows, earlier["rows"], args.compare_with, args.compare_method),
         "targets": report_.targets(summary, pairs, ratios),
         "rows": rows,
         "notes": [],

@@ -166,6 +166,12 @@ class TrainConfig:
     teacher_epochs: int | None = _opt(
         None, "Epochs of a two-stage method's teacher stage (default: --epochs).", range=AT_LEAST_1
     )
+    probe_epochs: int = _opt(
+        1,
+        "Epochs of slad-lp's first stage, where only the teacher's head trains (its backbone frozen), so that "
+        "the joint stage's KL term starts from a teacher that predicts the task.",
+        range=AT_LEAST_1,
+    )
     batch_size: int = _opt(
         64,
         "Global batch per optimizer step, over all processes and --accumulate steps together.",

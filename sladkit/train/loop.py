@@ -196,6 +196,8 @@ class Trainer:
     def stage_epochs(self, stage: Stage) -> int:
         if stage.name == "teacher" and self.config.teacher_epochs is not None:
             return self.config.teacher_epochs
+        if stage.name == "probe":
+            return self.config.probe_epochs
         return self.config.epochs
 
     def set_trainable(self, stage: Stage) -> None:

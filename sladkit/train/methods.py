@@ -68,6 +68,15 @@ register_method(
     Method("joint-lora", "one joint stage, separate LoRA (sharing ablation)", True, False, (_JOINT,))
 )
 register_method(
+    Method(
+        "slad-lp",
+        "the teacher's head fitted alone first (--probe-epochs), then SLAD's joint stage (sladkit's variant)",
+        True,
+        True,
+        (Stage("probe", teacher="probe", student="none", teacher_loss=True), _JOINT),
+    )
+)
+register_method(
     Method("lora-kd", "teacher LoRA, then frozen; student LoRA + KD", True, False, _two_stage("lora"))
 )
 register_method(
