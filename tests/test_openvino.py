@@ -172,3 +172,10 @@ def test_profile_skips_the_openvino_form_without_openvino_in_one_line(openvino_b
     )
     rows = [line for line in result.output.splitlines() if line.startswith(f"{openvino_bundle.name}:")]
     assert rows and all(line.startswith(f"{openvino_bundle.name}:model.onnx ") for line in rows)
+
+
+def test_a_model_openvino_cannot_compile_is_one_line(cpu_bundle):
+    session = ov_backend.OpenVINOSession(cpu_bundle / "model.onnx")
+    with pytest.raises(BackendError) as caught:
+        session.run(None, {"images": np.zeros((1, 3, 31, 32), np.float32)})  # not the model's image size
+    assert "\n" not in str(caught.value) and str(caught.value).startswith("OpenVINO cannot compile")
