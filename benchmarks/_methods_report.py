@@ -432,12 +432,13 @@ def markdown(report: dict) -> list[str]:
         lines.append("")
     compared = report.get("compared")
     if compared:
+        method = compared.get("method", "slad")
         lines += [
-            f"## This run's {compared.get('method', 'slad')} against `{compared['file']}`, paired per seed",
+            f"## This run's {method} against `{compared['file']}`, paired per seed",
             "",
-            f"SLAD here ({a['epochs']} epochs) − each method there, student, points, mean [95 % CI] over the seeds "
-            "both have (the same task, seed, data and initialisation); wall: this SLAD's total wall time / "
-            "theirs, per seed (the two files ran at different loads: a rough guide).",
+            f"{method} here ({a['epochs']} epochs) − each method there, student, points, mean [95 % CI] over the "
+            f"seeds both have (the same task, seed, data and initialisation); wall: this {method}'s total wall "
+            "time / theirs, per seed (the two files ran at different loads: a rough guide).",
             "",
             "| task | method there | student Δ | per seed | wall ratio | verdict |",
             "|---|---|---|---|---|---|",
