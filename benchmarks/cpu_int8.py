@@ -50,9 +50,11 @@ import onnxruntime as ort
 import torch
 
 from sladkit.export.cpu_int8 import choose_cpu_form, quantize_cpu, quantize_cpu_dynamic, quantize_openvino
+from sladkit.export.cpu_int8 import session as cpu_int8_session
 from sladkit.export.onnx import export_onnx, run_onnx
 from sladkit.export.quantize import Calibration, quantize_qdq, unshare_initializers
 from sladkit.export.simplify import simplify_onnx
+from sladkit.runtime.backends.onnxruntime import session_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
@@ -71,12 +73,9 @@ SPINNING = False  # --spinning: ORT's default, intra-op threads spin after each 
 
 
 def form_session(form: str, path: Path, threads: int):
-    """The form's runtime on `path`: OpenVINO as sladkit's openvino backend runs it, else ONNX Runtime."""
-    if form in OPENVINO_FORMS:
-        from sladkit.runtime.backends.openvino import OpenVINOSession
-
-        return OpenVINOSession(path, threads)
-    return session(path, threads)
+    """The form's runtime on `path` as sladkit runs it (`cpu_int8.session`), ORT spinning as `--spinning` says."""
+    runtime = "openvino" if form in OPENVINO_FORMS else "onnxruntime"
+    return cpu_int8_session(path, runtime, threads, spinning=SPINNING)
 
 
 def openvino_version() -> str | None:
@@ -88,13 +87,10 @@ def openvino_version() -> str | None:
 
 
 def session(model, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if not SPINNING:  # interleaved sessions: one session's spinning threads would compete with the next's
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    """ONNX Runtime on a file or serialized model, with sladkit's session options (spinning per `--spinning`:
+    interleaved sessions' spinning threads would compete with the next's run)."""
     source = str(model) if isinstance(model, Path) else model
+    options = session_options(threads, spinning=SPINNING)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 

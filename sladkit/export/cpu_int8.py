@@ -26,8 +26,9 @@ run by the runtime it is made for (`bundle.CPU_INT8_RUNTIME`):
 - auto (the default, `build_cpu_int8`): build every form whose runtime is installed, gate each, time each form
   that passed against FP32 (ONNX Runtime) on the exporting machine with its own runtime, and keep the
   fastest of those faster than FP32 at every timed batch (`choose_cpu_form`) — as TensorRT's builder times its
-  tactics on the GPU that builds the engine instead of predicting them. No form wins everywhere (`benchmarks/results/cpu_int8.md`, quiet machine): in ONNX Runtime static and
-  dynamic are level on a ViT-S/14 (the same VNNI integer GEMMs), while on the tiny 32 px student, whose time
+  tactics on the GPU that builds the engine instead of predicting them. No form wins everywhere
+  (`benchmarks/results/cpu_int8.md`, quiet machine): in ONNX Runtime static and dynamic are level on a
+  ViT-S/14 (the same VNNI integer GEMMs), while on the tiny 32 px student, whose time
   is mostly per-node overhead, dynamic is often faster, and the openvino form is slower than FP32 at batch 1.
   Within `STATIC_PREFERENCE` the static form is kept, for its batch-independent output.
 
@@ -258,8 +259,8 @@ def measure_cpu_latency(
     """Median end-to-end latency of each model at each batch size on the CPU, each with its runtime.
 
     Sessions take `sladkit profile`'s options (`session`: the runtime's default thread count), but ONNX
-    Runtime's threads do not spin (`session_options`: they would slow the next model of the round). Two untimed runs per model and batch, then rounds: in each, every batch size is run
-    once by every model, the order of the models rotating from round to round, so that a change in the
+    Runtime's threads do not spin (`session_options`: they would slow the next model of the round). Two
+    untimed runs per model and batch, then rounds: in each, every batch size is run once by every model, the order of the models rotating from round to round, so that a change in the
     machine's load falls on all of them alike. The untimed round's time sets the number of rounds: about
     `budget_s` in all, `MIN_REPEATS` to `MAX_REPEATS`.
 
