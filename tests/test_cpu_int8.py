@@ -20,7 +20,7 @@ from sladkit.config import ExportConfig
 from sladkit.errors import ConfigError
 from sladkit.export import cpu_int8
 from sladkit.export import run as export
-from sladkit.export.cpu_int8 import cpu_ranges, quantize_cpu, quantize_cpu_dynamic
+from sladkit.export.cpu_int8 import cpu_ranges, quantize_cpu, quantize_cpu_dynamic, quantize_openvino
 from sladkit.export.onnx import onnxruntime_session, run_onnx
 from sladkit.export.quantize import Calibration, quantize_with_gate
 
@@ -151,10 +151,15 @@ def tiny_onnx(run_dir, tmp_path_factory):
 
 @pytest.mark.parametrize(
     "quantizer, quantized_ops",
-    [(quantize_cpu, {"QuantizeLinear"}), (quantize_cpu_dynamic, {"DynamicQuantizeLinear", "MatMulInteger"})],
+    [
+        (quantize_cpu, {"QuantizeLinear"}),
+        (quantize_cpu_dynamic, {"DynamicQuantizeLinear", "MatMulInteger"}),
+        (quantize_openvino, {"QuantizeLinear"}),
+    ],
 )
 def test_cpu_gate_falls_back_to_float_blocks(tiny_onnx, tmp_path, quantizer, quantized_ops):
-    """Both forms take the gate's per-block fallback (quantize_dynamic's nodes_to_exclude for the dynamic one)."""
+    """Every form takes the gate's per-block fallback (quantize_dynamic's nodes_to_exclude for the dynamic one;
+    the openvino form translates the names of the qkv layers it splits)."""
     model, calibration, images, targets, num_classes = tiny_onnx
     out = tmp_path / "int8.onnx"
     quantizer(model, out, calibration)
