@@ -16,8 +16,9 @@ export functions from the same simplified FP32 ONNX:
   int8-qdq       the TensorRT Q/DQ form (symmetric S8S8) run on ONNX Runtime, for reference (`--with-qdq`)
 The CPU artifact on the ViT-S/14 is the form `sladkit export --cpu-int8-form auto` keeps given these speeds
 (`cpu_int8.choose_cpu_form`); the targets are read on it.
-Latency: batch 1 and 8, `--threads` ORT threads, forms interleaved (round robin, one run each), medians
-and p10-p90 over `--repeats` runs. Agreement: top-1 agreement and cosine of the logits with FP32 on 32
+Latency: batch 1 and 8, `--threads` ORT threads, forms interleaved (round robin, two runs of each in turn,
+the first untimed: the previous form's runtime may still be spinning on the cores), medians and p10-p90 over
+`--repeats` rounds. Agreement: top-1 agreement and cosine of the logits with FP32 on 32
 random images. Peaks, in the same run: ORT MatMul (FP32) and MatMulInteger (U8 x S8 -> S32) on 1024^3,
 multiply-accumulates per second (median of 20 interleaved runs); their ratio is what INT8 can gain at most.
 Accuracy on real data (`--real-run RUN`, a run trained on a real dataset, e.g. Fashion-MNIST through
@@ -94,17 +95,20 @@ def session(model, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def interleaved_ms(runs: dict, repeats: int, warmup: int = 3) -> dict[str, list[float]]:
-    """Round robin over `runs` (name -> callable): one run of each in turn, `repeats` times, in ms."""
+def interleaved_ms(runs: dict, repeats: int, warmup: int = 3, burst: int = 2) -> dict[str, list[float]]:
+    """Round robin over `runs` (name -> callable): `burst` runs of each in turn, the first untimed (the
+    previous form's runtime may still hold the cores: `cpu_int8.measure_cpu_latency`), `repeats` rounds, ms."""
     for fn in runs.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            start = time.perf_counter()
             fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
+            for _ in range(burst - 1):
+                start = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - start) * 1e3)
     return times
 
 
@@ -430,7 +434,10 @@ def _markdown(data: dict) -> str:
             if data["machine"].get("spinning")
             else "off (`session.intra_op.allow_spinning = 0` in every session, so that interleaved sessions do "
             "not compete with each other's spinning threads; `--spinning` measures ORT's default)."
-        ),
+        )
+        + " Each form runs twice in its turn, the first run untimed: OpenVINO's worker threads keep spinning "
+        "for a while after a run and slowed the next form's first run (`cpu_int8_forms.md`, \"Timing several "
+        'runtimes in one process").',
         "",
         "| model | batch | form | median ms (p10-p90) | vs FP32 | vs ORT dynamic | top-1 agreement | cosine | MB |",
         "|---|---|---|---|---|---|---|---|---|",

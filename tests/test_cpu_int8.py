@@ -295,8 +295,9 @@ class _Clock:
 def test_measure_cpu_latency_sets_its_repeats_by_the_budget(static_bundle):
     models = {"fp32": static_bundle / "model.onnx", "static": static_bundle / "model.int8-cpu.onnx"}
     images = np.zeros((3, 3, 32, 32), np.float32)  # fewer than the batch: repeated
-    # one round = 2 models x 2 batches x 1 ms; a 50 ms budget gives 12 rounds
-    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=0.050, clock=_Clock(1e-3))
+    # one round = 2 models x 2 batches x a burst of BURST runs of 1 ms; a 200 ms budget gives 12 rounds
+    assert cpu_int8.BURST == 4
+    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=0.200, clock=_Clock(1e-3))
     assert cpu_int8.MIN_REPEATS < 12 < cpu_int8.MAX_REPEATS
     assert speed["repeats"] == 12 and speed["batches"] == [1, 4]
     assert speed["median_ms"] == {"fp32": {"1": 1.0, "4": 1.0}, "static": {"1": 1.0, "4": 1.0}}
@@ -305,6 +306,38 @@ def test_measure_cpu_latency_sets_its_repeats_by_the_budget(static_bundle):
     assert short["repeats"] == cpu_int8.MIN_REPEATS  # a large model: at least MIN_REPEATS rounds
     many = cpu_int8.measure_cpu_latency(models, images, batches=(1,), budget_s=1.0, clock=_Clock(1e-9))
     assert many["repeats"] == cpu_int8.MAX_REPEATS
+
+
+class _HeldCores:
+    """Sessions sharing one fake clock: a model's run takes 1 ms, or 3 ms right after another model's run (the
+    other runtime's threads still spinning on the cores)."""
+
+    def __init__(self) -> None:
+        self.now, self.last = 0.0, None
+
+    def clock(self) -> float:
+        return self.now
+
+    def session(self, path, runtime, threads=None, spinning=True):
+        held = self
+
+        class Session:
+            def run(self, outputs, feeds):
+                held.now += 3e-3 if held.last not in (None, path) else 1e-3
+                held.last = path
+
+        return Session()
+
+
+def test_measure_cpu_latency_does_not_time_a_model_while_the_previous_one_holds_the_cores(monkeypatch):
+    cores = _HeldCores()
+    monkeypatch.setattr(cpu_int8, "session", cores.session)
+    images = np.zeros((2, 3, 32, 32), np.float32)
+    models = {"fp32": "a.onnx", "openvino": "b.onnx"}
+    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 2), budget_s=0.1, clock=cores.clock)
+    assert speed["median_ms"] == {"fp32": {"1": 1.0, "2": 1.0}, "openvino": {"1": 1.0, "2": 1.0}}
+    one_run = cpu_int8.measure_cpu_latency(models, images, batches=(1,), burst=2, clock=cores.clock)
+    assert one_run["median_ms"] == {"fp32": {"1": 1.0}, "openvino": {"1": 1.0}}
 
 
 def test_measure_cpu_latency_times_real_sessions(static_bundle):

@@ -93,6 +93,9 @@ STATIC_PREFERENCE = 0.05
 #: different forms (the README's `--cpu-int8-form auto` paragraph).
 TIMING_BUDGET_S = 10.0
 MIN_REPEATS, MAX_REPEATS = 9, 50
+#: auto's timing runs each model this many times in a row per batch and round, the first untimed
+#: (`measure_cpu_latency` says why)
+BURST = 4
 
 
 def cpu_ranges(model_path: str | Path, amax: dict[str, float]) -> dict[str, tuple[float, float]]:
@@ -270,25 +273,34 @@ def measure_cpu_latency(
     budget_s: float = TIMING_BUDGET_S,
     clock=time.perf_counter,
     runtimes: dict[str, str] | None = None,
+    burst: int = BURST,
 ) -> dict:
     """Median end-to-end latency of each model at each batch size on the CPU, each with its runtime.
 
     Sessions take `sladkit profile`'s options (`session`: the runtime's default thread count), but ONNX
     Runtime's threads do not spin (`session_options`: they would slow the next model of the round). Two
-    untimed runs per model and batch, then rounds: in each, every batch size is run once by every model, the order of the models rotating from round to round, so that a change in the
-    machine's load falls on all of them alike. The untimed round's time sets the number of rounds: about
-    `budget_s` in all, `MIN_REPEATS` to `MAX_REPEATS`.
+    untimed runs per model and batch, then rounds: in each, every batch size is run by every model `burst`
+    times back to back, the first of them untimed, the order of the models rotating from round to round, so
+    that a change in the machine's load falls on all of them alike. The untimed first run of each burst is
+    where the previous model's runtime still holds the cores: OpenVINO's worker threads keep spinning for a
+    while after a run, and a demo-sized model timed right after it (one run per model, as this function did
+    before) took 2-3x its time alone, which made OpenVINO's form look slower than FP32 at batch 1
+    (`benchmarks/results/cpu_int8_forms.md`, "Timing several runtimes in one process"). The untimed round's
+    time sets the number of rounds: about `budget_s` in all, `MIN_REPEATS` to `MAX_REPEATS`.
 
     Args:
         models: name -> ONNX file (e.g. {"fp32": ..., "static": ..., "dynamic": ...}).
         images: inputs (N, C, H, W); a batch larger than N repeats them.
         runtimes: name -> its runtime (`bundle.CPU_INT8_RUNTIME`); default onnxruntime.
+        burst: runs of a model in a row at one batch size, the first untimed (at least 2).
 
     Returns:
         {"batches", "repeats", "load_average" (1/5/15 min at the start), "cores", "median_ms": {name: {batch: ms}}}
     """
     from sladkit.runtime.profiler import load_average
 
+    if burst < 2:
+        raise ValueError(f"burst must be at least 2 (its first run is not timed), not {burst}")
     load = load_average()
     runtimes = runtimes or {}
     sessions = {
@@ -307,6 +319,7 @@ def measure_cpu_latency(
         for name in sessions:
             run_ms(name, b)  # first run: allocations, kernel selection
             round_ms += run_ms(name, b)
+    round_ms *= burst
     repeats = max(MIN_REPEATS, min(MAX_REPEATS, int(budget_s * 1e3 / max(round_ms, 1e-6))))
     names = list(sessions)
     samples: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in names}
@@ -314,7 +327,8 @@ def measure_cpu_latency(
         order = names[r % len(names) :] + names[: r % len(names)]
         for b in batches:
             for name in order:
-                samples[name][b].append(run_ms(name, b))
+                run_ms(name, b)  # the previous model's runtime may still hold the cores
+                samples[name][b].extend(run_ms(name, b) for _ in range(burst - 1))
     return {
         "batches": list(batches),
         "repeats": repeats,
