@@ -18,9 +18,10 @@ run by the runtime it is made for (`bundle.CPU_INT8_RUNTIME`):
   `profile` all run it at `bundle.ACCURACY_BATCH`. ONNX Runtime only.
 - openvino (`quantize_openvino`, needs `pip install 'sladkit[openvino]'`): the Q/DQ placement of TensorRT's
   model.int8.onnx (symmetric S8 activations on the inputs of every MatMul/Gemm, the attention MatMuls
-  included, per-channel S8 weights, float biases; the patch-embedding Conv float), run by OpenVINO's CPU plugin
+  included, per-channel S8 weights, float biases; the patch-embedding Conv float) on the graph with its qkv
+  layers split into q, k and v layers (`sladkit.export.rewrite.split_qkv`), run by OpenVINO's CPU plugin
   (`sladkit.runtime.backends.openvino`), which fuses it into integer kernels far beyond ONNX Runtime's: on a
-  ViT-S/14 at 224 px 1.4-1.5x ORT dynamic and 2.7-3.3x ORT FP32 (`benchmarks/results/cpu_int8.md`). The
+  ViT-S/14 at 224 px 1.4-1.7x ORT dynamic and 2.9-3.8x ORT FP32 (`benchmarks/results/cpu_int8.md`). The
   static U8 placement and the attention left float were both slower there (`cpu_int8_forms.md`, "OpenVINO").
   Still a plain Q/DQ model: ONNX Runtime runs it too (`--backend onnxruntime`), slower.
 - auto (the default, `build_cpu_int8`): build every form whose runtime is installed, gate each, time each form
@@ -28,8 +29,9 @@ run by the runtime it is made for (`bundle.CPU_INT8_RUNTIME`):
   fastest of those faster than FP32 at every timed batch (`choose_cpu_form`) — as TensorRT's builder times its
   tactics on the GPU that builds the engine instead of predicting them. No form wins everywhere
   (`benchmarks/results/cpu_int8.md`, quiet machine): in ONNX Runtime static and dynamic are level on a
-  ViT-S/14 (the same VNNI integer GEMMs), while on the tiny 32 px student, whose time
-  is mostly per-node overhead, dynamic is often faster, and the openvino form is slower than FP32 at batch 1.
+  ViT-S/14 (the same VNNI integer GEMMs), while on the tiny 32 px student, whose time is mostly per-node
+  overhead, dynamic is often faster than static, and the openvino form about as fast as dynamic at batch 1 and
+  2-3x FP32 at batch 32.
   Within `STATIC_PREFERENCE` the static form is kept, for its batch-independent output.
 
 Why U8S8: on x86-64 ONNX Runtime's integer GEMMs take U8 activations and S8 weights (its QDQ default S8S8
@@ -344,8 +346,8 @@ def measure_cpu_latency(
 def choose_cpu_form(speedup: dict[str, dict[str, float]], passed: list[str]) -> str:
     """The fastest form among those that passed the gate (geometric mean of their speed-ups over the batches),
     static unless the fastest beats it by more than `STATIC_PREFERENCE`. Forms faster than FP32 at every timed
-    batch come first: on the tiny student the openvino form is the fastest at batch 32 and slower than FP32
-    at batch 1, where a form that is faster at both is the one to deploy."""
+    batch come first: a form that is the fastest at batch 32 and slower than FP32 at batch 1 (the tiny
+    student's openvino form measured so under the old one-run timing) loses to one faster at both."""
 
     def score(form: str) -> float:
         values = list(speedup[form].values())

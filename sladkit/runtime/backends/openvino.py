@@ -1,7 +1,7 @@
 """OpenVINO's CPU plugin: runs sladkit's ONNX files, and the CPU INT8 model in its `openvino` form.
 
 Why this runtime: OpenVINO fuses a Q/DQ ViT into integer kernels well beyond ONNX Runtime's integer GEMMs
-(LayerNorm, GELU, the attention), so the same standard Q/DQ ONNX runs 1.4-1.5x faster than ONNX Runtime's
+(LayerNorm, GELU, the attention), so the same standard Q/DQ ONNX runs 1.4-1.7x faster than ONNX Runtime's
 dynamic quantization of the model on a ViT-S/14 (`benchmarks/results/cpu_int8.md`). Optional: `pip install
 'sladkit[openvino]'`, imported only here, when used.
 
