@@ -71,19 +71,21 @@ def split_qkv(path: str | Path, out_path: str | Path) -> dict[str, list[str]]:
             continue
         match = _match_head_split(reshape, only_consumer, constant)
         fc = _match_fc(producer.get(reshape.input[0]), producer, only_consumer, inits)
-        if match is None or fc is None:
+        if match is None or fc is None or only_consumer(reshape.input[0]) is not reshape:
             continue
         shape, squeezes, chain = match
         weight, bias, fc_nodes, transposed = fc
-        parts = 3
         columns = weight.shape[0] if transposed else weight.shape[1]
-        if columns % parts or (bias is not None and bias.shape != (columns,)):
+        if columns % 3 or (bias is not None and bias.shape != (columns,)):
             continue
-        width = columns // parts
+        width = columns // 3
         weight_name = fc_nodes[0].input[1]
-        bias_name = next((i for i in fc_nodes[-1].input if i in inits), None) if len(fc_nodes) > 1 else None
-        if fc_nodes[0].op_type == "Gemm" and bias is not None:
+        if bias is None:
+            bias_name = None
+        elif fc_nodes[0].op_type == "Gemm":
             bias_name = fc_nodes[0].input[2]
+        else:  # the Add's initializer input
+            bias_name = next(i for i in fc_nodes[-1].input if i in inits)
         x = fc_nodes[0].input[0]
         shape_name = f"{reshape.name}/heads_shape"
         new_inits.append(numpy_helper.from_array(np.array([*shape[:2], *shape[3:]], np.int64), shape_name))
@@ -139,6 +141,10 @@ def split_qkv(path: str | Path, out_path: str | Path) -> dict[str, list[str]]:
     keep_inits = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend([*keep_inits, *new_inits])
+    produced = {name for node in graph.node for name in node.output}
+    value_info = [v for v in graph.value_info if v.name in produced]  # shapes of removed tensors go
+    del graph.value_info[:]
+    graph.value_info.extend(value_info)
     onnx.checker.check_model(model)
     onnx.save(model, str(out_path))
     return renamed
