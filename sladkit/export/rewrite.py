@@ -31,7 +31,8 @@ def split_qkv(path: str | Path, out_path: str | Path) -> dict[str, list[str]]:
 
     Matches FC -> Reshape (a, n, 3, h, d) -> Transpose (2, 0, 3, 1, 4) -> Split (axis 0, three equal parts)
     -> Squeeze (axis 0), where FC is MatMul(x, W) with an optional Add(bias), or Gemm(x, W, bias) (alpha 1,
-    beta 1), W and bias initializers. Anything else is left as it is.
+    beta 1), W and bias initializers: the TorchScript exporter's graph after onnxsim, which `sladkit export`
+    makes. Anything else is left as it is (the dynamo exporter's graph splits with Slice nodes: untouched).
 
     Returns:
         {name of a qkv node replaced (the MatMul/Gemm, and its bias Add): the names of its q, k and v nodes}
