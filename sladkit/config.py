@@ -346,7 +346,9 @@ class ExportConfig:
     checkpoint: Literal["best", "last"] = _opt("best", "Which checkpoint of the run to export.")
     calib_data: str | None = _opt(None, "Calibration images folder (default: the run's training data).")
     calib_images: int = _opt(512, "Number of calibration images.", range=Range(8))
-    calib_method: Literal["entropy", "minmax", "percentile"] = _opt("entropy", "INT8 calibration method.")
+    calib_method: Literal["auto", "entropy", "minmax", "percentile"] = _opt(
+        "auto", "INT8 calibration method (auto: each method tried, the one closest to FP32 kept)."
+    )
     quantizer: Literal["sladkit", "modelopt"] = _opt(
         "sladkit",
         "Who places the Q/DQ nodes of the TensorRT INT8 model (model.int8.onnx): sladkit's own quantizer, or "

@@ -25,7 +25,7 @@ import onnx
 
 from sladkit._progress import progress
 from sladkit.bundle import ACCURACY_BATCH
-from sladkit.export.calibrate import calibrate_int8, save_ort_ranges
+from sladkit.export.calibrate import calibrate_int8, calibrate_int8_methods, save_ort_ranges
 from sladkit.export.onnx import onnxruntime_session, run_onnx
 from sladkit.metrics import task_metric
 from sladkit.onnx_blocks import OTHER, block_order, node_blocks
@@ -41,22 +41,54 @@ def _ort_method(name: str):
     )
 
 
+#: `--calib-method auto` scores each method on at most this many calibration images
+AUTO_SCORE_IMAGES = 128
+
+
 @dataclass
 class Calibration:
-    """amax of every tensor, and the same ranges as ONNX Runtime's cache file (reused by every quantization)."""
+    """amax of every tensor, and the same ranges as ONNX Runtime's cache file (reused by every quantization).
+
+    Attributes:
+        scores: for `auto`, {method: mean squared logit error of its Q/DQ model against FP32} (else None).
+    """
 
     method: str
     amax: dict[str, float]
     cache_path: Path
     images: int
+    scores: dict[str, float] | None = None
 
     @classmethod
     def run(
         cls, model_path: str | Path, images: np.ndarray, method: str, cache_path: str | Path
     ) -> Calibration:
-        amax = calibrate_int8(model_path, images, method)
-        save_ort_ranges(amax, method, cache_path)
-        return cls(method=method, amax=amax, cache_path=Path(cache_path), images=len(images))
+        """Calibrate `model_path` on `images` with `method`, or with "auto": every method from one collection
+        (`calibrate_int8_methods`), each scored by the mean squared error of its TensorRT Q/DQ model's logits
+        against FP32 on the first `AUTO_SCORE_IMAGES` calibration images (training images, never the gate's
+        validation images), the lowest kept."""
+        if method != "auto":
+            amax = calibrate_int8(model_path, images, method)
+            save_ort_ranges(amax, method, cache_path)
+            return cls(method=method, amax=amax, cache_path=Path(cache_path), images=len(images))
+        candidates = calibrate_int8_methods(model_path, images)
+        sample = images[:AUTO_SCORE_IMAGES]
+        reference = run_onnx(onnxruntime_session(model_path), sample)
+        scores = {}
+        with tempfile.TemporaryDirectory(prefix="sladkit-calib-") as tmp:
+            for name, amax in candidates.items():
+                ranges, qdq = Path(tmp) / f"{name}.json", Path(tmp) / f"{name}.onnx"
+                save_ort_ranges(amax, name, ranges)
+                quantize_qdq(
+                    model_path, qdq, cls(method=name, amax=amax, cache_path=ranges, images=len(images))
+                )
+                error = run_onnx(onnxruntime_session(qdq), sample) - reference
+                scores[name] = float(np.mean(error**2))
+        best = min(scores, key=scores.get)
+        save_ort_ranges(candidates[best], best, cache_path)
+        return cls(
+            method=best, amax=candidates[best], cache_path=Path(cache_path), images=len(images), scores=scores
+        )
 
 
 def unshare_initializers(model_path: str | Path, out_path: str | Path) -> None:

@@ -280,3 +280,10 @@ def test_the_gate_refuses_int8_that_keeps_the_metric_but_not_the_predictions(run
     assert "agrees with FP32 on 0.0 % of the images" in result.output
     assert "at least 90.0 %: raise --max-accuracy-drop or lower --min-agreement" in result.output
     assert not out.exists()
+
+
+def test_default_calibration_is_auto_and_the_manifest_says_what_it_kept(cpu_bundle):
+    calibration = json.loads((cpu_bundle / "manifest.json").read_text())["calibration"]
+    errors = calibration["logit_mse"]
+    assert calibration["chosen_by"] == "auto" and set(errors) == {"entropy", "minmax", "percentile"}
+    assert calibration["method"] == min(errors, key=errors.get)

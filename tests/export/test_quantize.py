@@ -11,7 +11,14 @@ import torch
 from onnx import numpy_helper
 
 from sladkit.export.calib_cache import read_calibration_cache, write_calibration_cache
-from sladkit.export.calibrate import calibrate_int8, collect_histograms, entropy_amax, percentile_amax
+from sladkit.export.calibrate import (
+    CALIB_METHODS,
+    calibrate_int8,
+    calibrate_int8_methods,
+    collect_histograms,
+    entropy_amax,
+    percentile_amax,
+)
 from sladkit.export.onnx import export_onnx, onnxruntime_session, run_onnx
 from sladkit.export.quantize import (
     Calibration,
@@ -202,3 +209,33 @@ def test_the_gate_needs_agreement_as_well_as_the_metric():
     low, high = lost.drop_ci95
     assert lost.drop == 10.0 and low <= 10.0 <= high and high - low > 2.0  # 400 images: CI of several points
     assert lost.to_dict()["drop_ci95"] == [round(low, 4), round(high, 4)]
+
+
+def test_one_collection_gives_each_methods_ranges(exported):
+    _, folder, images = exported
+    every = calibrate_int8_methods(folder / "model.onnx", images[:16])
+    assert set(every) == set(CALIB_METHODS)
+    for method in CALIB_METHODS:
+        assert every[method] == calibrate_int8(folder / "model.onnx", images[:16], method)
+    with pytest.raises(ValueError, match="unknown calibration method 'kl'"):
+        calibrate_int8_methods(folder / "model.onnx", images[:16], ("kl",))
+
+
+def test_auto_calibration_keeps_the_method_closest_to_fp32(exported, tmp_path):
+    """auto scores every method by its Q/DQ model's logit error on the calibration images themselves, and its
+    cache file holds the kept method's ranges, as the method run alone writes them."""
+    _, folder, images = exported
+    model, calib = folder / "model.onnx", images[:24]
+    auto = Calibration.run(model, calib, "auto", tmp_path / "auto.json")
+    assert set(auto.scores) == set(CALIB_METHODS) and all(v >= 0 for v in auto.scores.values())
+    assert auto.method == min(auto.scores, key=auto.scores.get) and auto.images == 24
+
+    reference = run_onnx(onnxruntime_session(model), calib)
+    for method in CALIB_METHODS:  # each score is what that method's model does
+        alone = Calibration.run(model, calib, method, tmp_path / f"{method}.json")
+        quantize_qdq(model, tmp_path / f"{method}.onnx", alone)
+        error = run_onnx(onnxruntime_session(tmp_path / f"{method}.onnx"), calib) - reference
+        assert auto.scores[method] == pytest.approx(float(np.mean(error**2)), rel=1e-5)
+    assert auto.amax == calibrate_int8(model, calib, auto.method)
+    kept = tmp_path / f"{auto.method}.json"
+    assert (tmp_path / "auto.json").read_bytes() == kept.read_bytes()
