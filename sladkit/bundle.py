@@ -240,6 +240,13 @@ def summary(manifest: dict) -> str:
             f"  engine build: {build['engine']} on {where}, batch {b['min']}/{b['opt']}/{b['max']} (min/opt/max), "
             f"{typing}, TensorRT {build['tensorrt']}"
         )
+    calibration = manifest.get("calibration")
+    if calibration:
+        how = calibration["method"]
+        if calibration.get("chosen_by") == "auto":
+            errors = ", ".join(f"{m} {v:.4g}" for m, v in calibration["logit_mse"].items())
+            how += f" (auto: lowest logit MSE vs FP32 of {errors})"
+        lines.append(f"  calibration: {how}, {calibration['images']} images of {calibration['source']}")
     lines.append("  artifacts:")
     for a in manifest["artifacts"]:
         lines.append(

@@ -287,3 +287,7 @@ def test_default_calibration_is_auto_and_the_manifest_says_what_it_kept(cpu_bund
     errors = calibration["logit_mse"]
     assert calibration["chosen_by"] == "auto" and set(errors) == {"entropy", "minmax", "percentile"}
     assert calibration["method"] == min(errors, key=errors.get)
+    info = invoke("info", cpu_bundle)
+    assert (
+        info.exit_code == 0 and f"calibration: {calibration['method']} (auto: lowest logit MSE" in info.output
+    )
