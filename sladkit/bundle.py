@@ -219,6 +219,15 @@ def _short(labels) -> str:
     return f"[{', '.join(map(repr, labels[:3]))}{', ...' if len(labels) > 3 else ''}] ({len(labels)})"
 
 
+def calibration_summary(calibration: dict) -> str:
+    """The manifest's `calibration` in one line (`sladkit info`, and export's log when it calibrates)."""
+    how = calibration["method"]
+    if calibration.get("chosen_by") == "auto":
+        errors = ", ".join(f"{m} {v:.4g}" for m, v in calibration["logit_mse"].items())
+        how += f" (auto: lowest logit MSE vs FP32 of {errors})"
+    return f"{how}, {calibration['images']} images of {calibration['source']}"
+
+
 def summary(manifest: dict) -> str:
     """A human-readable summary of a bundle."""
     target = manifest["target"]
@@ -240,13 +249,8 @@ def summary(manifest: dict) -> str:
             f"  engine build: {build['engine']} on {where}, batch {b['min']}/{b['opt']}/{b['max']} (min/opt/max), "
             f"{typing}, TensorRT {build['tensorrt']}"
         )
-    calibration = manifest.get("calibration")
-    if calibration:
-        how = calibration["method"]
-        if calibration.get("chosen_by") == "auto":
-            errors = ", ".join(f"{m} {v:.4g}" for m, v in calibration["logit_mse"].items())
-            how += f" (auto: lowest logit MSE vs FP32 of {errors})"
-        lines.append(f"  calibration: {how}, {calibration['images']} images of {calibration['source']}")
+    if manifest.get("calibration"):
+        lines.append(f"  calibration: {calibration_summary(manifest['calibration'])}")
     lines.append("  artifacts:")
     for a in manifest["artifacts"]:
         lines.append(

@@ -193,13 +193,12 @@ def _export(
                 "source": calib_source,
                 "seconds": round(time.perf_counter() - t0, 2),
             }
-            how = calibration.method
             if calibration.scores:
                 calibration_info["chosen_by"] = "auto"
                 calibration_info["logit_mse"] = {m: round(v, 6) for m, v in calibration.scores.items()}
-                errors = ", ".join(f"{m} {v:.4g}" for m, v in calibration.scores.items())
-                how = f"auto: {calibration.method} kept; logit MSE vs FP32 {errors}"
-            _log(f"calibrated ({how}) on {len(calib)} images in {calibration_info['seconds']} s")
+            _log(
+                f"calibrated: {bundles.calibration_summary(calibration_info)}, in {calibration_info['seconds']} s"
+            )
             if precision == "fp8":
                 fp8 = _quantize_fp8(
                     unshared, work, calibration, images, targets, fp32_pred, num_classes, config
