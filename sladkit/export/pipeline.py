@@ -195,7 +195,7 @@ def _export(
             }
             if calibration.scores:
                 calibration_info["chosen_by"] = "auto"
-                calibration_info["logit_mse"] = {m: round(v, 6) for m, v in calibration.scores.items()}
+                calibration_info["logit_mse"] = {m: float(f"{v:.6g}") for m, v in calibration.scores.items()}
             _log(
                 f"calibrated: {bundles.calibration_summary(calibration_info)}, in {calibration_info['seconds']} s"
             )
