@@ -71,6 +71,7 @@ RECIPE = (  # the options that define the weights; --resume refuses to change th
     "kd_ramp",
     "smoke",
     "init",
+    "teacher_only",
 )
 
 
@@ -106,6 +107,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--export-only",
         action="store_true",
         help="write the backbones of --run's last checkpoint to --export (its own recipe), no training",
+    )
+    p.add_argument(
+        "--teacher-only",
+        action="store_true",
+        help="train the teacher's backbone alone: the student's (from --init) is frozen and exported unchanged",
     )
     p.add_argument("--smoke", action="store_true", help="depth-1 models, a few steps: checks the tool runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per evaluation)")
@@ -372,6 +378,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.init and not args.resume:
         init_backbones(Path(args.init), teacher, student, device)
+    if args.teacher_only and not args.init:
+        sys.exit("--teacher-only keeps the student as it is: pass --init with a pretrained pair")
+    if args.teacher_only:  # the student's backbone stays as --init gave it; its heads and projector still
+        student.backbone.requires_grad_(False)  # train, so its pretext metrics and token cosine stay readable
     optimizers = {"teacher": create_optimizer(args, teacher), "student": create_optimizer(args, student)}
     start = load_checkpoint(ckpt, args, teacher, student, optimizers, device) if args.resume else 0
     if args.export_only:

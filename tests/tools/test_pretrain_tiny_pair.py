@@ -115,3 +115,16 @@ def test_a_second_stage_starts_from_the_first_stages_backbones(tmp_path, monkeyp
     assert not all(torch.equal(end[k], start[k]) for k in start)  # and moved on from there
     with pytest.raises(SystemExit, match="--init: .* not found"):
         tool.main(smoke_args(tmp_path / "three", "--init", str(tmp_path / "nowhere")))
+
+
+def test_teacher_only_moves_the_teacher_and_exports_the_student_unchanged(tmp_path):
+    tool = load_tool()
+    tool.main(smoke_args(tmp_path / "one"))
+    first = tmp_path / "one" / "weights"
+    tool.main(smoke_args(tmp_path / "two", "--init", str(first), "--seed", "1", "--teacher-only"))
+    for name, moved in (("sladkit_vit_192_p8", True), ("sladkit_vit_96_p8", False)):
+        start = load_file(first / f"{name}.safetensors")
+        end = load_file(tmp_path / "two" / "weights" / f"{name}.safetensors")
+        assert all(torch.equal(end[k], start[k]) for k in start) is not moved
+    with pytest.raises(SystemExit, match="--teacher-only .* pass --init"):
+        tool.main(smoke_args(tmp_path / "three", "--teacher-only"))
