@@ -23,6 +23,7 @@ pretext curves (`curves.png`) and `metrics.jsonl` in `--run`.
     python tools/pretrain_tiny_pair.py --init runs/pretrain-tiny-pair/weights --seed 1 --steps 12000 \
         --kd-ramp 0 --run runs/pretrain-stage2
     python tools/pretrain_tiny_pair.py ... --resume             # after a kill: the same options + --resume
+    python tools/pretrain_tiny_pair.py --init DIR --teacher-only ...   # the teacher alone, the student kept
     python tools/pretrain_tiny_pair.py --smoke --run /tmp/p --export /tmp/w   # seconds; for the tests
 """
 
