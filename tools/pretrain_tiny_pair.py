@@ -117,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="depth-1 models, a few steps: checks the tool runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per evaluation)")
     args = p.parse_args(argv)
+    if args.teacher_only and not args.init:  # refused before anything is written
+        sys.exit("--teacher-only keeps the student as it is: pass --init with a pretrained pair")
     if args.smoke:
         args.steps, args.batch_size = min(args.steps, 6), min(args.batch_size, 16)
         args.eval_every, args.save_every, args.val_images = 3, 3, 32
@@ -379,8 +381,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.init and not args.resume:
         init_backbones(Path(args.init), teacher, student, device)
-    if args.teacher_only and not args.init:
-        sys.exit("--teacher-only keeps the student as it is: pass --init with a pretrained pair")
     if args.teacher_only:  # the student's backbone stays as --init gave it; its heads and projector still
         student.backbone.requires_grad_(False)  # train, so its pretext metrics and token cosine stay readable
     optimizers = {"teacher": create_optimizer(args, teacher), "student": create_optimizer(args, student)}

@@ -128,3 +128,4 @@ def test_teacher_only_moves_the_teacher_and_exports_the_student_unchanged(tmp_pa
         assert all(torch.equal(end[k], start[k]) for k in start) is not moved
     with pytest.raises(SystemExit, match="--teacher-only .* pass --init"):
         tool.main(smoke_args(tmp_path / "three", "--teacher-only"))
+    assert not (tmp_path / "three").exists()  # refused before anything is written
