@@ -16,9 +16,10 @@ export functions from the same simplified FP32 ONNX:
   int8-qdq       the TensorRT Q/DQ form (symmetric S8S8) run on ONNX Runtime, for reference (`--with-qdq`)
 The CPU artifact on the ViT-S/14 is the form `sladkit export --cpu-int8-form auto` keeps given these speeds
 (`cpu_int8.choose_cpu_form`); the targets are read on it.
-Latency: batch 1 and 8, `--threads` ORT threads, forms interleaved (round robin, two runs of each in turn,
-the first untimed: the previous form's runtime may still be spinning on the cores), medians and p10-p90 over
-`--repeats` rounds. Agreement: top-1 agreement and cosine of the logits with FP32 on 32
+Latency: batch 1 and 8, `--threads` ORT threads (spinning as by default; `--no-spinning` turns it off), forms
+interleaved (round robin; in each turn untimed runs for `cpu_int8.SETTLE_MS`, at least one, while the previous
+form's runtime lets go of the cores, then one timed run: `cpu_int8.timed_turn`, which export's timing uses),
+medians and p10-p90 over `--repeats` rounds. Agreement: top-1 agreement and cosine of the logits with FP32 on 32
 random images. Peaks, in the same run: ORT MatMul (FP32) and MatMulInteger (U8 x S8 -> S32) on 1024^3,
 multiply-accumulates per second (median of 20 interleaved runs); their ratio is what INT8 can gain at most.
 Accuracy on real data (`--real-run RUN`, a run trained on a real dataset, e.g. Fashion-MNIST through
@@ -50,7 +51,14 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from sladkit.export.cpu_int8 import choose_cpu_form, quantize_cpu, quantize_cpu_dynamic, quantize_openvino
+from sladkit.export.cpu_int8 import (
+    SETTLE_MS,
+    choose_cpu_form,
+    quantize_cpu,
+    quantize_cpu_dynamic,
+    quantize_openvino,
+    timed_turn,
+)
 from sladkit.export.cpu_int8 import session as cpu_int8_session
 from sladkit.export.onnx import export_onnx, run_onnx
 from sladkit.export.quantize import Calibration, quantize_qdq, unshare_initializers
@@ -70,7 +78,7 @@ OPENVINO_FORMS = ("int8-openvino", "fp32-openvino")
 EXPORT_FORM = {"int8-cpu": "static", "ort-dynamic": "dynamic", "int8-openvino": "openvino"}
 
 
-SPINNING = False  # --spinning: ORT's default, intra-op threads spin after each run (see --help)
+SPINNING = True  # --no-spinning: ORT's intra-op threads do not spin after each run (see --help)
 
 
 def form_session(form: str, path: Path, threads: int):
@@ -88,27 +96,22 @@ def openvino_version() -> str | None:
 
 
 def session(model, threads: int) -> ort.InferenceSession:
-    """ONNX Runtime on a file or serialized model, with sladkit's session options (spinning per `--spinning`:
-    interleaved sessions' spinning threads would compete with the next's run)."""
+    """ONNX Runtime on a file or serialized model, with sladkit's session options (spinning per `--spinning`)."""
     source = str(model) if isinstance(model, Path) else model
     options = session_options(threads, spinning=SPINNING)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def interleaved_ms(runs: dict, repeats: int, warmup: int = 3, burst: int = 2) -> dict[str, list[float]]:
-    """Round robin over `runs` (name -> callable): `burst` runs of each in turn, the first untimed (the
-    previous form's runtime may still hold the cores: `cpu_int8.measure_cpu_latency`), `repeats` rounds, ms."""
+def interleaved_ms(runs: dict, repeats: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Round robin over `runs` (name -> callable), `repeats` rounds, one timed run of each per turn after its
+    settling runs (`cpu_int8.timed_turn`: the previous form's runtime may still hold the cores), ms."""
     for fn in runs.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            fn()
-            for _ in range(burst - 1):
-                start = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - start) * 1e3)
+            times[name] += timed_turn(fn, 1)
     return times
 
 
@@ -298,10 +301,11 @@ def main() -> None:
     parser.add_argument(
         "--spinning",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="let ORT's intra-op threads spin after each run (ORT's default). Off by default here: with forms "
-        "interleaved, one session's spinning threads compete with the next session's run on 2 cores (measured: "
-        "ViT-S/14 batch 1 FP32 110 ms spinning vs 85 ms not, the static INT8 69 vs 38 ms)",
+        default=True,
+        help="let ORT's intra-op threads spin after each run (ORT's default, and sladkit's in profile and "
+        "export; --no-spinning turns it off, as this benchmark did until 2026-12-08: it slows ORT at batch 1, "
+        "the demo student 0.35 against 0.25 ms). Each turn's settling runs keep one session's spinning threads "
+        "off the next one's timed run",
     )
     args = parser.parse_args()
     global SPINNING
@@ -331,6 +335,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "vnni": _has_flag("avx512_vnni") or _has_flag("avx_vnni"),
         "spinning": SPINNING,
+        "settle_ms": SETTLE_MS,
         "threads": args.threads,
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
@@ -430,14 +435,13 @@ def _markdown(data: dict) -> str:
         "",
         "ORT intra-op thread spinning: "
         + (
-            "on (ORT's default; interleaved sessions compete with each other's spinning threads)."
-            if data["machine"].get("spinning")
-            else "off (`session.intra_op.allow_spinning = 0` in every session, so that interleaved sessions do "
-            "not compete with each other's spinning threads; `--spinning` measures ORT's default)."
+            "on (ORT's default, as `sladkit profile` and export's timing run it)."
+            if data["machine"].get("spinning", False)
+            else "off (`session.intra_op.allow_spinning = 0` in every session, `--no-spinning`)."
         )
-        + " Each form runs twice in its turn, the first run untimed: OpenVINO's worker threads keep spinning "
-        "for a while after a run and slowed the next form's first run (`cpu_int8_forms.md`, \"Timing several "
-        'runtimes in one process").',
+        + f" Each form's turn: untimed runs for {data['machine'].get('settle_ms', 0)} ms (at least one), then "
+        "one timed run: the previous form's runtime keeps its threads spinning for a while after a run and "
+        'slowed the next form\'s first runs (`cpu_int8_forms.md`, "Timing several runtimes in one process").',
         "",
         "| model | batch | form | median ms (p10-p90) | vs FP32 | vs ORT dynamic | top-1 agreement | cosine | MB |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -295,25 +295,31 @@ class _Clock:
 def test_measure_cpu_latency_sets_its_repeats_by_the_budget(static_bundle):
     models = {"fp32": static_bundle / "model.onnx", "static": static_bundle / "model.int8-cpu.onnx"}
     images = np.zeros((3, 3, 32, 32), np.float32)  # fewer than the batch: repeated
-    # one round = 2 models x 2 batches x a burst of BURST runs of 1 ms; a 200 ms budget gives 12 rounds
-    assert cpu_int8.BURST == 4
-    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=0.200, clock=_Clock(1e-3))
+    # every clock reading takes 1 ms, so a timed run takes 1 ms; one turn = SETTLE_MS of untimed runs + BURST
+    # timed; one round = 2 models x 2 batches x (5 + 3) ms = 32 ms; a 390 ms budget gives 12 rounds
+    assert (cpu_int8.SETTLE_MS, cpu_int8.BURST) == (5.0, 3)
+    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=0.390, clock=_Clock(1e-3))
     assert cpu_int8.MIN_REPEATS < 12 < cpu_int8.MAX_REPEATS
     assert speed["repeats"] == 12 and speed["batches"] == [1, 4]
     assert speed["median_ms"] == {"fp32": {"1": 1.0, "4": 1.0}, "static": {"1": 1.0, "4": 1.0}}
     assert speed["cores"] >= 1
     short = cpu_int8.measure_cpu_latency(models, images, batches=(1,), budget_s=1e-6, clock=_Clock(1e-3))
     assert short["repeats"] == cpu_int8.MIN_REPEATS  # a large model: at least MIN_REPEATS rounds
-    many = cpu_int8.measure_cpu_latency(models, images, batches=(1,), budget_s=1.0, clock=_Clock(1e-9))
+    many = cpu_int8.measure_cpu_latency(
+        models, images, batches=(1,), budget_s=1.0, clock=_Clock(1e-9), settle_ms=0.0
+    )
     assert many["repeats"] == cpu_int8.MAX_REPEATS
 
 
 class _HeldCores:
-    """Sessions sharing one fake clock: a model's run takes 1 ms, or 3 ms right after another model's run (the
-    other runtime's threads still spinning on the cores)."""
+    """Sessions sharing one fake clock: a model's run takes 1 ms, or 2 ms when it starts within 4 ms of the
+    end of another model's last run (that runtime's threads still spinning on the cores, as measured: the
+    next runtime's first few runs are slow, not just its first)."""
+
+    HOLD, SLOW, FAST = 4e-3, 2e-3, 1e-3
 
     def __init__(self) -> None:
-        self.now, self.last = 0.0, None
+        self.now, self.ended = 0.0, {}
 
     def clock(self) -> float:
         return self.now
@@ -323,10 +329,24 @@ class _HeldCores:
 
         class Session:
             def run(self, outputs, feeds):
-                held.now += 3e-3 if held.last not in (None, path) else 1e-3
-                held.last = path
+                others = [end for p, end in held.ended.items() if p != path]
+                held.now += held.SLOW if others and held.now - max(others) < held.HOLD - 1e-12 else held.FAST
+                held.ended[path] = held.now
 
         return Session()
+
+
+def test_timed_turn_settles_before_it_times():
+    cores = _HeldCores()
+    other, model = cores.session("a.onnx", "onnxruntime"), cores.session("b.onnx", "openvino")
+    other.run(None, None)
+    # one untimed run is not enough here: the second run still starts inside the other's 4 ms
+    unsettled = cpu_int8.timed_turn(lambda: model.run(None, None), 1, settle_ms=0.0, clock=cores.clock)
+    assert unsettled == pytest.approx([2.0])
+    other.run(None, None)
+    assert cpu_int8.timed_turn(lambda: model.run(None, None), 3, clock=cores.clock) == pytest.approx(
+        [1.0] * 3
+    )
 
 
 def test_measure_cpu_latency_does_not_time_a_model_while_the_previous_one_holds_the_cores(monkeypatch):
@@ -336,8 +356,11 @@ def test_measure_cpu_latency_does_not_time_a_model_while_the_previous_one_holds_
     models = {"fp32": "a.onnx", "openvino": "b.onnx"}
     speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 2), budget_s=0.1, clock=cores.clock)
     assert speed["median_ms"] == {"fp32": {"1": 1.0, "2": 1.0}, "openvino": {"1": 1.0, "2": 1.0}}
-    one_run = cpu_int8.measure_cpu_latency(models, images, batches=(1,), burst=2, clock=cores.clock)
-    assert one_run["median_ms"] == {"fp32": {"1": 1.0}, "openvino": {"1": 1.0}}
+    unsettled = cpu_int8.measure_cpu_latency(
+        models, images, batches=(1,), burst=1, settle_ms=0.0, clock=cores.clock
+    )
+    # without the settling runs, runs inside the other runtime's hold are timed: both look slower
+    assert all(ms["1"] >= 1.5 for ms in unsettled["median_ms"].values())
 
 
 def test_measure_cpu_latency_times_real_sessions(static_bundle):

@@ -95,9 +95,13 @@ STATIC_PREFERENCE = 0.05
 #: different forms (the README's `--cpu-int8-form auto` paragraph).
 TIMING_BUDGET_S = 10.0
 MIN_REPEATS, MAX_REPEATS = 9, 50
-#: auto's timing runs each model this many times in a row per batch and round, the first untimed
-#: (`measure_cpu_latency` says why)
-BURST = 4
+#: auto's timing: each model's turn (one batch size, one round) starts with untimed runs for at least this
+#: long, then times `BURST` runs. The previous model's runtime holds the cores for a while after its run
+#: (ONNX Runtime's spinning intra-op threads, OpenVINO's workers): on the demo student at batch 1 each
+#: runtime's first 4 runs after the other's (about 1.6 ms) took 1.1-3.8x its settled time
+#: (`benchmarks/results/cpu_int8_forms.md`, "Timing several runtimes in one process").
+SETTLE_MS = 5.0
+BURST = 3
 
 
 def cpu_ranges(model_path: str | Path, amax: dict[str, float]) -> dict[str, tuple[float, float]]:
@@ -267,6 +271,23 @@ def check_cpu_int8_form(config, target, precision: str) -> None:
         )
 
 
+def timed_turn(
+    run, timed: int = BURST, *, settle_ms: float = SETTLE_MS, clock=time.perf_counter
+) -> list[float]:
+    """One model's turn in an interleaved timing: `run()` untimed until `settle_ms` have passed (at least once),
+    so that the previous model's runtime lets go of the cores (`SETTLE_MS`), then `timed` runs; their ms."""
+    start = clock()
+    run()
+    while (clock() - start) * 1e3 < settle_ms:
+        run()
+    times = []
+    for _ in range(timed):
+        begin = clock()
+        run()
+        times.append((clock() - begin) * 1e3)
+    return times
+
+
 def measure_cpu_latency(
     models: dict[str, str | Path],
     images: np.ndarray,
@@ -276,52 +297,49 @@ def measure_cpu_latency(
     clock=time.perf_counter,
     runtimes: dict[str, str] | None = None,
     burst: int = BURST,
+    settle_ms: float = SETTLE_MS,
 ) -> dict:
     """Median end-to-end latency of each model at each batch size on the CPU, each with its runtime.
 
-    Sessions take `sladkit profile`'s options (`session`: the runtime's default thread count), but ONNX
-    Runtime's threads do not spin (`session_options`: they would slow the next model of the round). Two
-    untimed runs per model and batch, then rounds: in each, every batch size is run by every model `burst`
-    times back to back, the first of them untimed, the order of the models rotating from round to round, so
-    that a change in the machine's load falls on all of them alike. The untimed first run of each burst is
-    where the previous model's runtime still holds the cores: OpenVINO's worker threads keep spinning for a
-    while after a run, and a demo-sized model timed right after it (one run per model, as this function did
-    before) took 2-3x its time alone, which made OpenVINO's form look slower than FP32 at batch 1
+    Sessions take `sladkit profile`'s options (`session`: the runtime's default thread count, ONNX Runtime's
+    threads spinning as they do by default), so that the speed-ups export records are the ones `profile` and
+    a user's application see. Two untimed runs per model and batch, then rounds: in each, every batch size is
+    run by every model in turn (`timed_turn`: untimed runs for `settle_ms`, then `burst` timed), the order of
+    the models rotating from round to round, so that a change in the machine's load falls on all of them
+    alike. The untimed runs are where the previous model's runtime still holds the cores: timed right after
+    the other runtime's run, a demo-sized model took 2-4x its time alone, which once made OpenVINO's form look
+    slower than FP32 at batch 1 and, with ONNX Runtime's spinning turned off to avoid it, faster than it is
     (`benchmarks/results/cpu_int8_forms.md`, "Timing several runtimes in one process"). The untimed round's
-    time sets the number of rounds: about `budget_s` in all, `MIN_REPEATS` to `MAX_REPEATS`.
+    times set the number of rounds: about `budget_s` in all, `MIN_REPEATS` to `MAX_REPEATS`.
 
     Args:
         models: name -> ONNX file (e.g. {"fp32": ..., "static": ..., "dynamic": ...}).
         images: inputs (N, C, H, W); a batch larger than N repeats them.
         runtimes: name -> its runtime (`bundle.CPU_INT8_RUNTIME`); default onnxruntime.
-        burst: runs of a model in a row at one batch size, the first untimed (at least 2).
+        burst: timed runs of a model in each turn (at least 1).
 
     Returns:
         {"batches", "repeats", "load_average" (1/5/15 min at the start), "cores", "median_ms": {name: {batch: ms}}}
     """
     from sladkit.runtime.profiler import load_average
 
-    if burst < 2:
-        raise ValueError(f"burst must be at least 2 (its first run is not timed), not {burst}")
+    if burst < 1:
+        raise ValueError(f"burst must be at least 1 timed run, not {burst}")
     load = load_average()
     runtimes = runtimes or {}
-    sessions = {
-        name: session(path, runtimes.get(name, "onnxruntime"), spinning=False)
-        for name, path in models.items()
-    }
+    sessions = {name: session(path, runtimes.get(name, "onnxruntime")) for name, path in models.items()}
     inputs = {b: np.ascontiguousarray(images[np.arange(b) % len(images)]) for b in batches}
 
-    def run_ms(name: str, b: int) -> float:
-        start = clock()
-        sessions[name].run([OUTPUT], {INPUT: inputs[b]})
-        return (clock() - start) * 1e3
+    def runner(name: str, b: int):
+        return lambda: sessions[name].run([OUTPUT], {INPUT: inputs[b]})
 
     round_ms = 0.0
     for b in batches:
         for name in sessions:
-            run_ms(name, b)  # first run: allocations, kernel selection
-            round_ms += run_ms(name, b)
-    round_ms *= burst
+            run = runner(name, b)
+            run()  # first run: allocations, kernel selection
+            (run_ms,) = timed_turn(run, 1, settle_ms=0.0, clock=clock)
+            round_ms += max(settle_ms, run_ms) + burst * run_ms
     repeats = max(MIN_REPEATS, min(MAX_REPEATS, int(budget_s * 1e3 / max(round_ms, 1e-6))))
     names = list(sessions)
     samples: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in names}
@@ -329,8 +347,7 @@ def measure_cpu_latency(
         order = names[r % len(names) :] + names[: r % len(names)]
         for b in batches:
             for name in order:
-                run_ms(name, b)  # the previous model's runtime may still hold the cores
-                samples[name][b].extend(run_ms(name, b) for _ in range(burst - 1))
+                samples[name][b] += timed_turn(runner(name, b), burst, settle_ms=settle_ms, clock=clock)
     return {
         "batches": list(batches),
         "repeats": repeats,

@@ -17,9 +17,9 @@ def session_options(threads: int | None = None, *, spinning: bool = True):
     and export's timing of the CPU INT8 forms. Warnings off; ONNX Runtime's default thread pool, or `threads`
     intra-op threads and one inter-op thread. Thread spinning is left at ONNX Runtime's default (on) unless
     `spinning` is False: the threads spin between back-to-back runs, which is what a timed loop of one model
-    measures. Export's timing interleaves models of two runtimes and turns it off: a spinning ONNX Runtime
-    thread takes the cores of the OpenVINO run that follows it (the tiny student's openvino form measured 0.66x
-    FP32 at batch 1 with it on, faster than FP32 with it off)."""
+    and a deployed application see (the demo student at batch 1: 0.25 ms spinning, 0.35 ms not). Export's
+    timing keeps it on too and lets each runtime's threads settle before it times the next model
+    (`sladkit.export.cpu_int8.timed_turn`); `benchmarks/cpu_int8.py --no-spinning` turns it off."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
