@@ -296,9 +296,9 @@ def test_measure_cpu_latency_sets_its_repeats_by_the_budget(static_bundle):
     models = {"fp32": static_bundle / "model.onnx", "static": static_bundle / "model.int8-cpu.onnx"}
     images = np.zeros((3, 3, 32, 32), np.float32)  # fewer than the batch: repeated
     # every clock reading takes 1 ms, so a timed run takes 1 ms; one turn = SETTLE_MS of untimed runs + BURST
-    # timed; one round = 2 models x 2 batches x (5 + 3) ms = 32 ms; a 390 ms budget gives 12 rounds
-    assert (cpu_int8.SETTLE_MS, cpu_int8.BURST) == (5.0, 3)
-    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=0.390, clock=_Clock(1e-3))
+    # timed; one round = 2 models x 2 batches x (50 + 3) ms = 212 ms; a 2.6 s budget gives 12 rounds
+    assert (cpu_int8.SETTLE_MS, cpu_int8.BURST) == (50.0, 3)
+    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=2.6, clock=_Clock(1e-3))
     assert cpu_int8.MIN_REPEATS < 12 < cpu_int8.MAX_REPEATS
     assert speed["repeats"] == 12 and speed["batches"] == [1, 4]
     assert speed["median_ms"] == {"fp32": {"1": 1.0, "4": 1.0}, "static": {"1": 1.0, "4": 1.0}}

@@ -98,9 +98,10 @@ MIN_REPEATS, MAX_REPEATS = 9, 50
 #: auto's timing: each model's turn (one batch size, one round) starts with untimed runs for at least this
 #: long, then times `BURST` runs. The previous model's runtime holds the cores for a while after its run
 #: (ONNX Runtime's spinning intra-op threads, OpenVINO's workers): on the demo student at batch 1 each
-#: runtime's first 4 runs after the other's (about 1.6 ms) took 1.1-3.8x its settled time
-#: (`benchmarks/results/cpu_int8_forms.md`, "Timing several runtimes in one process").
-SETTLE_MS = 5.0
+#: runtime's first 4 runs after the other's (about 1.6 ms) took 1.1-3.8x its settled time, on a ViT-S/14 the
+#: openvino form's first two runs after ONNX Runtime's FP32 (about 40 ms) 1.6x and 1.4x
+#: (`benchmarks/results/cpu_int8_forms.md`, "ONNX Runtime's spinning on, settling by time").
+SETTLE_MS = 50.0
 BURST = 3
 
 
