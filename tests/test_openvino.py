@@ -63,6 +63,23 @@ def test_openvino_session_matches_onnxruntime_on_fp32(cpu_bundle):
     assert len(session.compiled) == ov_backend.MAX_SHAPES
 
 
+def test_openvino_session_reads_any_array_layout_and_owns_its_output(cpu_bundle):
+    """The input goes to OpenVINO as a tensor over the array's memory: a strided view or float64 input gives the
+    same logits as a contiguous float32 one, and the returned logits are not overwritten by the next run."""
+    session = ov_backend.OpenVINOSession(cpu_bundle / "model.onnx", threads=1)
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((2, 32, 32, 3)).astype(np.float32)
+    contiguous = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    (first,) = session.run(None, {"images": contiguous})
+    (strided,) = session.run(None, {"images": images.transpose(0, 3, 1, 2)})
+    (wide,) = session.run(None, {"images": contiguous.astype(np.float64)})
+    np.testing.assert_array_equal(strided, first)
+    np.testing.assert_allclose(wide, first, rtol=0, atol=1e-6 * np.abs(first).max())
+    kept = first.copy()
+    session.run(None, {"images": rng.standard_normal((2, 3, 32, 32)).astype(np.float32)})
+    np.testing.assert_array_equal(first, kept)
+
+
 def test_openvino_form_is_s8_qdq_without_bias_dequantization(openvino_bundle):
     manifest = _manifest(openvino_bundle)
     check = manifest["checks"]["int8_cpu_vs_fp32"]

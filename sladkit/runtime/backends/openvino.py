@@ -63,6 +63,7 @@ class OpenVINOSession:
         except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
             raise BackendError(f"OpenVINO cannot read {path}: {str(e).splitlines()[0]}") from None
         self.input = self.model.inputs[0].get_any_name()
+        self.input_dtype = np.dtype(self.model.inputs[0].get_element_type().to_dtype())
         self.compiled: dict[tuple, object] = {}
 
     def compile(self, shape: tuple[int, ...], **extra: str):
@@ -85,9 +86,16 @@ class OpenVINOSession:
         return self.compiled[shape]
 
     def run(self, output_names, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The model's output for the input in `feeds`, copied out. The input is handed to OpenVINO as a tensor
+        over the array's own memory (`set_input_tensor`), not through `infer(dict)`, which copies it in and the
+        outputs out into a dict on every call: 8-10 % of a sub-millisecond call (the demo student, batch 1)."""
+        import openvino as ov
+
         x = feeds[INPUT] if INPUT in feeds else next(iter(feeds.values()))
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)  # as infer(dict) converted it
         request = self.request(tuple(x.shape))
-        request.infer({self.input: np.ascontiguousarray(x)})
+        request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        request.infer()
         return [np.array(request.get_output_tensor(0).data, copy=True)]
 
     def ports(self) -> tuple[list, list]:
