@@ -131,7 +131,7 @@ def uptime() -> str:
 def peaks(threads: int, n: int = 1024, repeats: int = 20) -> dict:
     """FP32 MatMul and U8S8 MatMulInteger multiply-accumulate rates of ONNX Runtime's CPU kernels, spinning off
     whatever `--spinning` says: these are kernel rates, and with it on the two sessions' threads competed (FP32
-    118-150 GMAC/s against 157-158 with it off, four runs in a row on 2026-12-08)."""
+    72-150 GMAC/s against 157-158 with it off, on 2026-12-08)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -306,7 +306,7 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="let ORT's intra-op threads spin after each run (ORT's default, and sladkit's in profile and "
-        "export; --no-spinning turns it off, as this benchmark did until 2026-12-08: it slows ORT at batch 1, "
+        "export; --no-spinning turns it off, as this benchmark did until 2026-12-07: it slows ORT at batch 1, "
         "the demo student 0.35 against 0.25 ms). Each turn's settling runs keep one session's spinning threads "
         "off the next one's timed run",
     )
@@ -442,7 +442,7 @@ def _markdown(data: dict) -> str:
             if data["machine"].get("spinning", False)
             else "off (`session.intra_op.allow_spinning = 0` in every session, `--no-spinning`)."
         )
-        + f" Each form's turn: untimed runs for {data['machine'].get('settle_ms', 0)} ms (at least one), then "
+        + f" Each form's turn: untimed runs for {data['machine'].get('settle_ms', 0):g} ms (at least one), then "
         "one timed run: the previous form's runtime keeps its threads spinning for a while after a run and "
         'slowed the next form\'s first runs (`cpu_int8_forms.md`, "Timing several runtimes in one process").',
         "",

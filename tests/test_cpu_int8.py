@@ -319,17 +319,19 @@ class _HeldCores:
     HOLD, SLOW, FAST = 4e-3, 2e-3, 1e-3
 
     def __init__(self) -> None:
-        self.now, self.ended = 0.0, {}
+        self.now, self.ended, self.spinning = 0.0, {}, []
 
     def clock(self) -> float:
         return self.now
 
     def session(self, path, runtime, threads=None, spinning=True):
         held = self
+        held.spinning.append(spinning)
 
         class Session:
             def run(self, outputs, feeds):
                 others = [end for p, end in held.ended.items() if p != path]
+                # (1e-12: sums of 1 ms steps in floats; a run that starts exactly HOLD after is not held)
                 held.now += held.SLOW if others and held.now - max(others) < held.HOLD - 1e-12 else held.FAST
                 held.ended[path] = held.now
 
@@ -356,6 +358,7 @@ def test_measure_cpu_latency_does_not_time_a_model_while_the_previous_one_holds_
     models = {"fp32": "a.onnx", "openvino": "b.onnx"}
     speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 2), budget_s=0.1, clock=cores.clock)
     assert speed["median_ms"] == {"fp32": {"1": 1.0, "2": 1.0}, "openvino": {"1": 1.0, "2": 1.0}}
+    assert cores.spinning == [True, True]  # the sessions as `profile` and an application run them
     unsettled = cpu_int8.measure_cpu_latency(
         models, images, batches=(1,), burst=1, settle_ms=0.0, clock=cores.clock
     )

@@ -64,8 +64,9 @@ def test_openvino_session_matches_onnxruntime_on_fp32(cpu_bundle):
 
 
 def test_openvino_session_reads_any_array_layout_and_owns_its_output(cpu_bundle):
-    """The input goes to OpenVINO as a tensor over the array's memory: a strided view or float64 input gives the
-    same logits as a contiguous float32 one, and the returned logits are not overwritten by the next run."""
+    """The input goes to OpenVINO as a tensor over the array's memory: a strided view, a float64 or a read-only
+    input gives the same logits as a contiguous float32 one, and the returned logits are not overwritten by the
+    next run."""
     session = ov_backend.OpenVINOSession(cpu_bundle / "model.onnx", threads=1)
     rng = np.random.default_rng(1)
     images = rng.standard_normal((2, 32, 32, 3)).astype(np.float32)
@@ -73,7 +74,11 @@ def test_openvino_session_reads_any_array_layout_and_owns_its_output(cpu_bundle)
     (first,) = session.run(None, {"images": contiguous})
     (strided,) = session.run(None, {"images": images.transpose(0, 3, 1, 2)})
     (wide,) = session.run(None, {"images": contiguous.astype(np.float64)})
+    read_only = contiguous.copy()
+    read_only.setflags(write=False)  # e.g. np.frombuffer's, a memory map's
+    (frozen,) = session.run(None, {"images": read_only})
     np.testing.assert_array_equal(strided, first)
+    np.testing.assert_array_equal(frozen, first)
     np.testing.assert_allclose(wide, first, rtol=0, atol=1e-6 * np.abs(first).max())
     kept = first.copy()
     session.run(None, {"images": rng.standard_normal((2, 3, 32, 32)).astype(np.float32)})

@@ -21,7 +21,8 @@ run by the runtime it is made for (`bundle.CPU_INT8_RUNTIME`):
   included, per-channel S8 weights, float biases; the patch-embedding Conv float) on the graph with its qkv
   layers split into q, k and v layers (`sladkit.export.rewrite.split_qkv`), run by OpenVINO's CPU plugin
   (`sladkit.runtime.backends.openvino`), which fuses it into integer kernels far beyond ONNX Runtime's: on a
-  ViT-S/14 at 224 px 1.4-1.7x ORT dynamic and 2.9-3.8x ORT FP32 (`benchmarks/results/cpu_int8.md`). The
+  ViT-S/14 at 224 px 1.24x / 1.60x ORT dynamic and 2.54x / 3.51x ORT FP32 at batch 1 / 8, against ONNX Runtime
+  at its default settings (`benchmarks/results/cpu_int8.md`). The
   static U8 placement and the attention left float were both slower there (`cpu_int8_forms.md`, "OpenVINO").
   Still a plain Q/DQ model: ONNX Runtime runs it too (`--backend onnxruntime`), slower.
 - auto (the default, `build_cpu_int8`): build every form whose runtime is installed, gate each, time each form
@@ -94,6 +95,8 @@ STATIC_PREFERENCE = 0.05
 #: on 2 cores), where the two forms are level within about 10 %, two 3-round timings of the same files kept
 #: different forms (the README's `--cpu-int8-form auto` paragraph).
 TIMING_BUDGET_S = 10.0
+#: (With `SETTLE_MS` a turn lasts at least 50 ms, so auto's three or four models at two batches fit at most about
+#: 30 rounds in the budget: `MAX_REPEATS` binds only when the settling is shortened, as the tests do.)
 MIN_REPEATS, MAX_REPEATS = 9, 50
 #: auto's timing: each model's turn (one batch size, one round) starts with untimed runs for at least this
 #: long, then times `BURST` runs. The previous model's runtime holds the cores for a while after its run
@@ -276,7 +279,17 @@ def timed_turn(
     run, timed: int = BURST, *, settle_ms: float = SETTLE_MS, clock=time.perf_counter
 ) -> list[float]:
     """One model's turn in an interleaved timing: `run()` untimed until `settle_ms` have passed (at least once),
-    so that the previous model's runtime lets go of the cores (`SETTLE_MS`), then `timed` runs; their ms."""
+    so that the previous model's runtime lets go of the cores (`SETTLE_MS`), then `timed` runs.
+
+    Args:
+        run: one inference, e.g. `lambda: session.run(...)`.
+        timed: how many runs to time after the settling ones.
+        settle_ms: untimed running time first, in ms of `clock` (a stand-in clock must advance per reading).
+        clock: seconds, monotonic.
+
+    Returns:
+        the `timed` runs' times, ms.
+    """
     start = clock()
     run()
     while (clock() - start) * 1e3 < settle_ms:
@@ -339,7 +352,9 @@ def measure_cpu_latency(
         for name in sessions:
             run = runner(name, b)
             run()  # first run: allocations, kernel selection
-            (run_ms,) = timed_turn(run, 1, settle_ms=0.0, clock=clock)
+            start = clock()
+            run()
+            run_ms = (clock() - start) * 1e3
             round_ms += max(settle_ms, run_ms) + burst * run_ms
     repeats = max(MIN_REPEATS, min(MAX_REPEATS, int(budget_s * 1e3 / max(round_ms, 1e-6))))
     names = list(sessions)

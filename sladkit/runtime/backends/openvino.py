@@ -1,8 +1,8 @@
 """OpenVINO's CPU plugin: runs sladkit's ONNX files, and the CPU INT8 model in its `openvino` form.
 
 Why this runtime: OpenVINO fuses a Q/DQ ViT into integer kernels well beyond ONNX Runtime's integer GEMMs
-(LayerNorm, GELU, the attention), so the same standard Q/DQ ONNX runs 1.4-1.7x faster than ONNX Runtime's
-dynamic quantization of the model on a ViT-S/14 (`benchmarks/results/cpu_int8.md`). Optional: `pip install
+(LayerNorm, GELU, the attention), so the same standard Q/DQ ONNX runs 1.2-1.6x faster than ONNX Runtime's
+dynamic quantization of the model on a ViT-S/14 at batch 1-8 (`benchmarks/results/cpu_int8.md`). Optional: `pip install
 'sladkit[openvino]'`, imported only here, when used.
 
 Two choices, both measured (`benchmarks/results/cpu_int8_forms.md`, "OpenVINO"):
@@ -88,11 +88,15 @@ class OpenVINOSession:
     def run(self, output_names, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The model's output for the input in `feeds`, copied out. The input is handed to OpenVINO as a tensor
         over the array's own memory (`set_input_tensor`), not through `infer(dict)`, which copies it in and the
-        outputs out into a dict on every call: 8-10 % of a sub-millisecond call (the demo student, batch 1)."""
+        outputs out into a dict on every call: 8-11 % of a sub-millisecond call (the demo student, batch 1). The
+        request's input tensor points into `x` only until the next run sets its own: nothing reads a request's
+        input after `run` returns."""
         import openvino as ov
 
         x = feeds[INPUT] if INPUT in feeds else next(iter(feeds.values()))
-        x = np.ascontiguousarray(x, dtype=self.input_dtype)  # as infer(dict) converted it
+        # a C-contiguous, writeable array of the model's input type (infer(dict) converted too; OpenVINO's tensor
+        # refuses a read-only array, e.g. np.frombuffer's or a memory map's)
+        x = np.require(x, self.input_dtype, ["C_CONTIGUOUS", "WRITEABLE"])
         request = self.request(tuple(x.shape))
         request.set_input_tensor(ov.Tensor(x, shared_memory=True))
         request.infer()
