@@ -17,8 +17,8 @@ export functions from the same simplified FP32 ONNX:
 The CPU artifact on the ViT-S/14 is the form `sladkit export --cpu-int8-form auto` keeps given these speeds
 (`cpu_int8.choose_cpu_form`); the targets are read on it.
 Latency: batch 1 and 8, `--threads` ORT threads (spinning as by default; `--no-spinning` turns it off), forms
-interleaved (round robin; in each turn untimed runs for `cpu_int8.SETTLE_MS`, at least one, while the previous
-form's runtime lets go of the cores, then one timed run: `cpu_int8.timed_turn`, which export's timing uses),
+interleaved (round robin; in each turn untimed runs for `cpu_timing.SETTLE_MS`, at least one, while the previous
+form's runtime lets go of the cores, then one timed run: `cpu_timing.timed_turn`, which export's timing uses),
 medians and p10-p90 over `--repeats` rounds. Agreement: top-1 agreement and cosine of the logits with FP32 on 32
 random images. Peaks, in the same run: ORT MatMul (FP32) and MatMulInteger (U8 x S8 -> S32) on 1024^3,
 multiply-accumulates per second (median of 20 interleaved runs); their ratio is what INT8 can gain at most.
@@ -51,15 +51,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from sladkit.export.cpu_int8 import (
-    SETTLE_MS,
-    choose_cpu_form,
-    quantize_cpu,
-    quantize_cpu_dynamic,
-    quantize_openvino,
-    timed_turn,
-)
-from sladkit.export.cpu_int8 import session as cpu_int8_session
+from sladkit.export.cpu_int8 import choose_cpu_form, quantize_cpu, quantize_cpu_dynamic, quantize_openvino
+from sladkit.export.cpu_timing import SETTLE_MS, timed_turn
+from sladkit.export.cpu_timing import session as cpu_int8_session
 from sladkit.export.onnx import export_onnx, run_onnx
 from sladkit.export.quantize import Calibration, quantize_qdq, unshare_initializers
 from sladkit.export.simplify import simplify_onnx
@@ -82,7 +76,7 @@ SPINNING = True  # --no-spinning: ORT's intra-op threads do not spin after each 
 
 
 def form_session(form: str, path: Path, threads: int):
-    """The form's runtime on `path` as sladkit runs it (`cpu_int8.session`), ORT spinning as `--spinning` says."""
+    """The form's runtime on `path` as sladkit runs it (`cpu_timing.session`), ORT spinning as `--spinning` says."""
     runtime = "openvino" if form in OPENVINO_FORMS else "onnxruntime"
     return cpu_int8_session(path, runtime, threads, spinning=SPINNING)
 
@@ -105,7 +99,7 @@ def session(model, threads: int, spinning: bool | None = None) -> ort.InferenceS
 
 def interleaved_ms(runs: dict, repeats: int, warmup: int = 3) -> dict[str, list[float]]:
     """Round robin over `runs` (name -> callable), `repeats` rounds, one timed run of each per turn after its
-    settling runs (`cpu_int8.timed_turn`: the previous form's runtime may still hold the cores), ms."""
+    settling runs (`cpu_timing.timed_turn`: the previous form's runtime may still hold the cores), ms."""
     for fn in runs.values():
         for _ in range(warmup):
             fn()

@@ -18,7 +18,7 @@ from sladkit import bundle
 from sladkit.cli import cli
 from sladkit.config import ExportConfig
 from sladkit.errors import ConfigError
-from sladkit.export import cpu_int8
+from sladkit.export import cpu_int8, cpu_timing
 from sladkit.export import run as export
 from sladkit.export.cpu_int8 import cpu_ranges, quantize_cpu, quantize_cpu_dynamic, quantize_openvino
 from sladkit.export.onnx import onnxruntime_session, run_onnx
@@ -262,7 +262,7 @@ def test_default_export_measures_both_forms(cpu_bundle):
     speed = check["speed"]
     timed = [f for f in bundle.CPU_INT8_FORMS if check["candidates"][f]["passed"]]
     assert speed["batches"] == [1, bundle.ACCURACY_BATCH]
-    assert cpu_int8.MIN_REPEATS <= speed["repeats"] <= cpu_int8.MAX_REPEATS
+    assert cpu_timing.MIN_REPEATS <= speed["repeats"] <= cpu_timing.MAX_REPEATS
     assert speed["load_average"] is None or len(speed["load_average"]) == 3
     assert set(speed["median_ms"]) == {"fp32", *timed} and set(speed["speedup_vs_fp32"]) == set(timed)
     for form in timed:
@@ -297,18 +297,18 @@ def test_measure_cpu_latency_sets_its_repeats_by_the_budget(static_bundle):
     images = np.zeros((3, 3, 32, 32), np.float32)  # fewer than the batch: repeated
     # every clock reading takes 1 ms, so a timed run takes 1 ms; one turn = SETTLE_MS of untimed runs + BURST
     # timed; one round = 2 models x 2 batches x (50 + 3) ms = 212 ms; a 2.6 s budget gives 12 rounds
-    assert (cpu_int8.SETTLE_MS, cpu_int8.BURST) == (50.0, 3)
-    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 4), budget_s=2.6, clock=_Clock(1e-3))
-    assert cpu_int8.MIN_REPEATS < 12 < cpu_int8.MAX_REPEATS
+    assert (cpu_timing.SETTLE_MS, cpu_timing.BURST) == (50.0, 3)
+    speed = cpu_timing.measure_cpu_latency(models, images, batches=(1, 4), budget_s=2.6, clock=_Clock(1e-3))
+    assert cpu_timing.MIN_REPEATS < 12 < cpu_timing.MAX_REPEATS
     assert speed["repeats"] == 12 and speed["batches"] == [1, 4]
     assert speed["median_ms"] == {"fp32": {"1": 1.0, "4": 1.0}, "static": {"1": 1.0, "4": 1.0}}
     assert speed["cores"] >= 1
-    short = cpu_int8.measure_cpu_latency(models, images, batches=(1,), budget_s=1e-6, clock=_Clock(1e-3))
-    assert short["repeats"] == cpu_int8.MIN_REPEATS  # a large model: at least MIN_REPEATS rounds
-    many = cpu_int8.measure_cpu_latency(
+    short = cpu_timing.measure_cpu_latency(models, images, batches=(1,), budget_s=1e-6, clock=_Clock(1e-3))
+    assert short["repeats"] == cpu_timing.MIN_REPEATS  # a large model: at least MIN_REPEATS rounds
+    many = cpu_timing.measure_cpu_latency(
         models, images, batches=(1,), budget_s=1.0, clock=_Clock(1e-9), settle_ms=0.0
     )
-    assert many["repeats"] == cpu_int8.MAX_REPEATS
+    assert many["repeats"] == cpu_timing.MAX_REPEATS
 
 
 class _HeldCores:
@@ -343,23 +343,23 @@ def test_timed_turn_settles_before_it_times():
     other, model = cores.session("a.onnx", "onnxruntime"), cores.session("b.onnx", "openvino")
     other.run(None, None)
     # one untimed run is not enough here: the second run still starts inside the other's 4 ms
-    unsettled = cpu_int8.timed_turn(lambda: model.run(None, None), 1, settle_ms=0.0, clock=cores.clock)
+    unsettled = cpu_timing.timed_turn(lambda: model.run(None, None), 1, settle_ms=0.0, clock=cores.clock)
     assert unsettled == pytest.approx([2.0])
     other.run(None, None)
-    assert cpu_int8.timed_turn(lambda: model.run(None, None), 3, clock=cores.clock) == pytest.approx(
+    assert cpu_timing.timed_turn(lambda: model.run(None, None), 3, clock=cores.clock) == pytest.approx(
         [1.0] * 3
     )
 
 
 def test_measure_cpu_latency_does_not_time_a_model_while_the_previous_one_holds_the_cores(monkeypatch):
     cores = _HeldCores()
-    monkeypatch.setattr(cpu_int8, "session", cores.session)
+    monkeypatch.setattr(cpu_timing, "session", cores.session)
     images = np.zeros((2, 3, 32, 32), np.float32)
     models = {"fp32": "a.onnx", "openvino": "b.onnx"}
-    speed = cpu_int8.measure_cpu_latency(models, images, batches=(1, 2), budget_s=0.1, clock=cores.clock)
+    speed = cpu_timing.measure_cpu_latency(models, images, batches=(1, 2), budget_s=0.1, clock=cores.clock)
     assert speed["median_ms"] == {"fp32": {"1": 1.0, "2": 1.0}, "openvino": {"1": 1.0, "2": 1.0}}
     assert cores.spinning == [True, True]  # the sessions as `profile` and an application run them
-    unsettled = cpu_int8.measure_cpu_latency(
+    unsettled = cpu_timing.measure_cpu_latency(
         models, images, batches=(1,), burst=1, settle_ms=0.0, clock=cores.clock
     )
     # without the settling runs, runs inside the other runtime's hold are timed: both look slower
@@ -368,10 +368,10 @@ def test_measure_cpu_latency_does_not_time_a_model_while_the_previous_one_holds_
 
 def test_measure_cpu_latency_times_real_sessions(static_bundle):
     models = {"fp32": static_bundle / "model.onnx", "static": static_bundle / "model.int8-cpu.onnx"}
-    speed = cpu_int8.measure_cpu_latency(
+    speed = cpu_timing.measure_cpu_latency(
         models, np.zeros((2, 3, 32, 32), np.float32), batches=(1, 2), budget_s=0.05
     )
-    assert cpu_int8.MIN_REPEATS <= speed["repeats"] <= cpu_int8.MAX_REPEATS
+    assert cpu_timing.MIN_REPEATS <= speed["repeats"] <= cpu_timing.MAX_REPEATS
     assert all(ms > 0 for per_batch in speed["median_ms"].values() for ms in per_batch.values())
 
 

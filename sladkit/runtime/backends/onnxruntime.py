@@ -19,7 +19,7 @@ def session_options(threads: int | None = None, *, spinning: bool = True):
     `spinning` is False: the threads spin between back-to-back runs, which is what a timed loop of one model
     and a deployed application see (the demo student at batch 1: 0.25 ms spinning, 0.35 ms not). Export's
     timing keeps it on too and lets each runtime's threads settle before it times the next model
-    (`sladkit.export.cpu_int8.timed_turn`); `benchmarks/cpu_int8.py --no-spinning` turns it off."""
+    (`sladkit.export.cpu_timing.timed_turn`); `benchmarks/cpu_int8.py --no-spinning` turns it off."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
